@@ -1,0 +1,3 @@
+"""ophyd devices of operando-stream: stages, beam, detectors, potentiostat (sim and EPICS)."""
+
+__all__: list[str] = []
