@@ -15,6 +15,7 @@ from .errors import (
     HandshakeTimeoutError,
     MessageDecodeError,
     OperandoStreamError,
+    RunFileError,
 )
 from .protocol import PROTOCOL_VERSION, Frame, FrameHeader
 from .recorder import Recorder, RecorderConfig, RecorderThread
@@ -41,6 +42,7 @@ __all__ = [
     "RecorderConfig",
     "RecorderThread",
     "ReplayConfig",
+    "RunFileError",
     "RunFileReader",
     "RunFileWriter",
     "replay",

@@ -29,7 +29,9 @@ class StreamCounts:
         Valid messages received.
     missing : int
         Sequence numbers skipped: frames the sender numbered but that never arrived
-        (counted from 0, so frames lost before the first one received count too).
+        (counted from 0, so frames lost before the first one received count too). Frames
+        lost after the last one received leave no trace in the numbering; the run's own
+        frame count (its documents) is what reveals those.
     late : int
         Messages whose sequence number was at or below one already seen (duplicates or
         out-of-order arrivals); they are kept, not dropped.
@@ -63,12 +65,6 @@ class SequenceTracker:
         self._next[key] = seq + 1
         counts.missing += seq - expected
         return seq - expected
-
-    def forget(self, run_uid: str) -> None:
-        """Drop the state of a finished run so memory does not grow with the number of runs."""
-        for key in [key for key in self.counts if key[0] == run_uid]:
-            del self.counts[key]
-            self._next.pop(key, None)
 
 
 class RejectionCounter:

@@ -8,6 +8,7 @@ event-model habit), so ``except ValueError`` keeps working.
 - :class:`DocumentDecodeError`: a document message failed validation (names the field).
 - :class:`ConfigError`: a configuration value is invalid (names the key).
 - :class:`HandshakeTimeoutError`: the expected peers did not connect in time.
+- :class:`RunFileError`: a file is not a readable run file.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "HandshakeTimeoutError",
     "MessageDecodeError",
     "OperandoStreamError",
+    "RunFileError",
 ]
 
 
@@ -58,3 +60,7 @@ class ConfigError(OperandoStreamError, ValueError):
 
 class HandshakeTimeoutError(OperandoStreamError, TimeoutError):
     """The expected subscribers or peers did not connect before the timeout."""
+
+
+class RunFileError(OperandoStreamError, ValueError):
+    """A file is not a readable operando-stream run file."""

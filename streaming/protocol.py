@@ -64,6 +64,7 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 2**20
 DEFAULT_MAX_DOCUMENT_BYTES = 16 * 2**20
 MAX_HEADER_BYTES = 64 * 2**10
 MAX_NDIM = 8
+_INT64_MAX = 2**63 - 1
 
 #: Names of bluesky documents, with the string keys each must carry to be routed to its run.
 DOCUMENT_NAMES: dict[str, tuple[str, ...]] = {
@@ -175,7 +176,7 @@ def encode_frame(header: FrameHeader, data: np.ndarray) -> list[Any]:
         If the header does not describe ``data`` or fails validation, so that a sender
         can never emit a message that receivers would reject.
     """
-    array = np.ascontiguousarray(data)
+    array = np.asarray(data, order="C")
     if array.dtype.str != header.dtype:
         raise FrameDecodeError("dtype", f"header says {header.dtype!r} but data is {array.dtype.str!r}")
     if tuple(array.shape) != tuple(header.shape):
@@ -225,6 +226,7 @@ def decode_frame(parts: Sequence[Any], *, max_frame_bytes: int = DEFAULT_MAX_FRA
             f"but the buffer holds {data_buffer.nbytes}",
         )
     data = np.frombuffer(data_buffer, dtype=header.dtype).reshape(header.shape)
+    data.flags.writeable = False  # a view of the message: consumers must not scribble on it
     return Frame(header, data)
 
 
@@ -256,7 +258,7 @@ def _validate_header(raw: Any, topic: str) -> FrameHeader:
     checks = (
         ("run_uid", lambda v: isinstance(v, str) and v != "", "a non-empty str"),
         ("stream", lambda v: isinstance(v, str) and v != "", "a non-empty str"),
-        ("seq", lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+        ("seq", lambda v: _is_int(v) and 0 <= v <= _INT64_MAX, "an int in [0, 2**63)"),
         ("timestamp", lambda v: _is_real(v) and math.isfinite(v), "a finite number"),
         ("dtype", lambda v: isinstance(v, str), "a str"),
         ("shape", lambda v: isinstance(v, list), "a list of int"),
@@ -277,8 +279,10 @@ def _validate_header(raw: Any, topic: str) -> FrameHeader:
     if not isinstance(positions, dict) or not all(isinstance(k, str) and _is_real(v) for k, v in positions.items()):
         raise FrameDecodeError("positions", f"expected a map of str to number, got {positions!r:.80}")
     indices = raw.get("indices", {})
-    if not isinstance(indices, dict) or not all(isinstance(k, str) and _is_int(v) for k, v in indices.items()):
-        raise FrameDecodeError("indices", f"expected a map of str to int, got {indices!r:.80}")
+    if not isinstance(indices, dict) or not all(
+        isinstance(k, str) and _is_int(v) and -_INT64_MAX <= v <= _INT64_MAX for k, v in indices.items()
+    ):
+        raise FrameDecodeError("indices", f"expected a map of str to int64, got {indices!r:.80}")
     return FrameHeader(
         run_uid=raw["run_uid"],
         stream=raw["stream"],

@@ -172,6 +172,11 @@ class Recorder:
         self._last_flush = clock()
         #: Every run seen, by uid, and the path of its file.
         self.files: dict[str, Path] = {}
+        #: uids of the runs whose files are closed (complete on disk).
+        self.closed_runs: set[str] = set()
+        # rejected-message counts when each run opened; kept (with the sequence counters) after
+        # a run closes, so that a reopened file's diagnostics continue rather than restart
+        self._invalid_baselines: dict[str, Counter[str]] = {}
         self.unroutable_documents = 0
         self.closed = False
 
@@ -189,12 +194,19 @@ class Recorder:
         return n
 
     def run(self, stop: threading.Event) -> None:
-        """Record until ``stop`` is set, then :meth:`close`."""
+        """Record until ``stop`` is set, then record what already arrived and :meth:`close`."""
         try:
             while not stop.is_set():
                 self.poll(0.1)
+            while self.poll(0.0):
+                pass
         finally:
             self.close()
+
+    @property
+    def idle(self) -> bool:
+        """True when every run seen has its file closed and no frames wait for a start."""
+        return not self._runs and not self._pending
 
     def _drain(self, socket: zmq.Socket, *, multipart: bool, limit: int) -> int:
         n = 0
@@ -288,9 +300,12 @@ class Recorder:
             logger.info("recording run %s to %s", run_uid, path)
         else:
             logger.warning("late message for run %s: reopening %s", run_uid, path)
-        self.files[run_uid] = path
         writer = RunFileWriter(path, run_uid, compression=self.config.compression)
-        run = self._runs[run_uid] = _OpenRun(writer, self._invalid_counts(), now)
+        # a reopened run closes again after the linger, as it did the first time
+        baseline = self._invalid_baselines.setdefault(run_uid, self._invalid_counts())
+        run = self._runs[run_uid] = _OpenRun(writer, baseline, now, stopped=run_uid in self.closed_runs)
+        self.files[run_uid] = path
+        self.closed_runs.discard(run_uid)
         if start is not None:
             writer.add_document("start", start, recv_time=now, arrival=self._next_arrival())
         pending = self._pending.pop(run_uid, None)
@@ -317,10 +332,9 @@ class Recorder:
         run = self._runs.pop(run_uid)
         self._flush_run(run_uid, run)
         run.writer.close(end_time=self._clock())
+        self.closed_runs.add(run_uid)
         for key in [key for key, uid in self._routes.items() if uid == run_uid]:
             del self._routes[key]
-        if self.frames.sequences is not None:
-            self.frames.sequences.forget(run_uid)
 
     def _housekeeping(self) -> None:
         now = self._clock()

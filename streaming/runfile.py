@@ -345,12 +345,13 @@ class RunFileWriter:
         stop = self._stop_doc
         with self._restructure(resume_swmr=False) as file:
             attrs = file[_ENTRY].attrs
-            attrs["complete"] = stop is not None
             if stop is not None:
+                attrs["complete"] = True
                 attrs["exit_status"] = str(stop.get("exit_status", ""))
                 if isinstance(stop.get("time"), (int, float)):
                     attrs["end_time"] = _iso(stop["time"])
-            elif end_time is not None:
+            elif not attrs["complete"] and end_time is not None:
+                # a file reopened for late frames keeps the stop it had
                 attrs["end_time"] = _iso(end_time)
             for name, stream in self._streams.items():
                 file[f"{_ENTRY}/instrument/{name}"].attrs["frames_written"] = stream.n_frames

@@ -20,6 +20,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the compression filters for reading)
 import numpy as np
 
+from .errors import RunFileError
 from .protocol import FrameHeader
 
 __all__ = ["Message", "RunFileReader", "RunSummary", "StreamSummary"]
@@ -86,10 +87,15 @@ class RunFileReader:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._file = h5py.File(self.path, "r", swmr=True, locking=False)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no such file: {self.path}")
+        try:
+            self._file = h5py.File(self.path, "r", swmr=True, locking=False)
+        except OSError as exc:
+            raise RunFileError(f"{self.path} is not a readable HDF5 file ({exc})") from exc
         if _ENTRY not in self._file or "documents" not in self._file[_ENTRY]:
             self._file.close()
-            raise ValueError(f"{self.path} is not an operando-stream run file (no /entry/documents)")
+            raise RunFileError(f"{self.path} is not an operando-stream run file (no /entry/documents)")
         self.entry = self._file[_ENTRY]
         self.run_uid = str(self.entry.attrs["run_uid"])
 

@@ -336,7 +336,7 @@ class FramePublisher(_SubscriptionCounter, _Endpoint):
         """Send one frame, numbering it in its (run, stream) sequence; returns its header."""
         key = (run_uid, stream)
         seq = self._next_seq.get(key, 0)
-        array = np.ascontiguousarray(data)
+        array = np.asarray(data, order="C")
         header = FrameHeader(
             run_uid=run_uid,
             stream=stream,

@@ -1,0 +1,101 @@
+"""Shared fixtures: loopback endpoints, leak checks, a synthetic run and a recording of it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from simulators.synthetic import SyntheticRun
+from streaming.demo import publish_synthetic_run
+from streaming.recorder import Recorder, RecorderConfig, RecorderThread
+from streaming.transport import DocumentPublisher, FramePublisher
+
+LOOPBACK = "tcp://127.0.0.1:0"
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0, interval_s: float = 0.02) -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout_s} s")
+        time.sleep(interval_s)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_sockets_or_threads() -> Iterator[None]:
+    """Fail a test that leaves ZeroMQ sockets open or threads running."""
+    context = zmq.Context.instance()
+    sockets_before = {id(s) for s in context._sockets if not s.closed}
+    threads_before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        leaked_threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+        leaked_sockets = [s for s in context._sockets if not s.closed and id(s) not in sockets_before]
+        if not (leaked_threads or leaked_sockets) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not leaked_threads, f"threads left running: {leaked_threads}"
+    assert not leaked_sockets, f"sockets left open: {leaked_sockets}"
+
+
+@pytest.fixture
+def publishers() -> Iterator[tuple[DocumentPublisher, FramePublisher]]:
+    """A document and a frame publisher bound to free loopback ports."""
+    with DocumentPublisher(LOOPBACK, linger_s=1) as documents, FramePublisher(LOOPBACK, linger_s=1) as frames:
+        yield documents, frames
+
+
+def recorder_config(tmp: Path, documents: DocumentPublisher, frames: FramePublisher, **overrides) -> RecorderConfig:
+    settings = dict(
+        out_dir=tmp,
+        document_address=documents.address,
+        frame_address=frames.address,
+        linger_s=0.3,
+        flush_interval_s=0.1,
+    )
+    settings.update(overrides)
+    return RecorderConfig(**settings)
+
+
+def wait_until_closed(recorder: Recorder, n_runs: int = 1) -> None:
+    """Wait until the recorder has closed ``n_runs`` run files and holds none open."""
+    wait_until(lambda: len(recorder.closed_runs) >= n_runs and recorder.idle)
+
+
+def record_synthetic_run(tmp: Path, run: SyntheticRun) -> Path:
+    """Stream ``run`` through real sockets into a recorder; return the file."""
+    with DocumentPublisher(LOOPBACK) as documents, FramePublisher(LOOPBACK) as frames:
+        thread = RecorderThread(recorder_config(tmp, documents, frames))
+        try:
+            documents.wait_for_subscribers(1, 10)
+            frames.wait_for_subscribers(1, 10)
+            publish_synthetic_run(run, documents, frames)
+            wait_until_closed(thread.recorder)
+        finally:
+            recorder = thread.stop()
+    (path,) = recorder.files.values()
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_run() -> SyntheticRun:
+    return SyntheticRun(n_angles=3, n_translations=7, frame_shape=(48, 40), seed=7)
+
+
+@pytest.fixture(scope="session")
+def recorded_file(tmp_path_factory: pytest.TempPathFactory, small_run: SyntheticRun) -> Path:
+    """A recording of ``small_run`` made once per session (read-only for tests)."""
+    return record_synthetic_run(tmp_path_factory.mktemp("recorded"), small_run)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
