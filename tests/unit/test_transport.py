@@ -25,12 +25,17 @@ def test_publishers_bind_to_loopback_on_a_free_port_by_request():
 def test_no_message_is_lost_to_a_slow_joiner_after_the_handshake():
     with FramePublisher(LOOPBACK) as publisher, FrameSubscriber(publisher.address) as subscriber:
         publisher.wait_for_subscribers(1, timeout_s=5)
-        sent = [publisher.publish("pilatus", np.full((8, 8), i, "<i4"), run_uid="r") for i in range(200)]
-        received = [subscriber.recv(timeout_s=5) for _ in sent]
+        # fewer frames than the high-water marks hold: PUB drops beyond them by design
+        sent = [publisher.publish("pilatus", np.full((8, 8), i, "<i4"), run_uid="r") for i in range(80)]
+        received = []
+        while (frame := subscriber.recv(timeout_s=5)) is not None:
+            received.append(frame)
+            if len(received) == len(sent):
+                break
     assert [frame.header for frame in received] == sent
-    assert [int(frame.data[0, 0]) for frame in received] == list(range(200))
+    assert [int(frame.data[0, 0]) for frame in received] == list(range(80))
     counts = subscriber.sequences.counts[("r", "pilatus")]
-    assert (counts.received, counts.missing, counts.late) == (200, 0, 0)
+    assert (counts.received, counts.missing, counts.late) == (80, 0, 0)
 
 
 def test_handshake_times_out_with_a_clear_error():
