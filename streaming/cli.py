@@ -95,8 +95,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     config = ReplayConfig(speed=None if args.fast else args.speed, start_s=args.start, stop_s=args.stop)
     with (
         RunFileReader(args.file) as reader,
-        DocumentPublisher(args.docs) as documents,
-        FramePublisher(args.frames) as frames,
+        DocumentPublisher(args.docs, block_when_full=True) as documents,
+        FramePublisher(args.frames, block_when_full=True) as frames,
     ):
         print(f"waiting for {args.subscribers} receiver(s) on {documents.address} and {frames.address}", flush=True)
         documents.wait_for_subscribers(args.subscribers, args.wait)
@@ -121,8 +121,10 @@ def _format_summary(summary: RunSummary) -> str:
         + ", ".join(f"{name} {count}" for name, count in summary.document_counts.items()),
     ]
     if summary.streams:
-        lines.append(f"  {'stream':<12}{'frames':>8}  {'shape':<14}{'dtype':<6}{'stored MB':>10}{'ratio':>7}"
-                     f"{'missing':>9}{'late':>6}")
+        lines.append(
+            f"  {'stream':<12}{'frames':>8}  {'shape':<14}{'dtype':<6}{'stored MB':>10}{'ratio':>7}"
+            f"{'missing':>9}{'late':>6}"
+        )
         for s in summary.streams:
             shape = " x ".join(str(n) for n in s.frame_shape) or "scalar"
             lines.append(
@@ -153,8 +155,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     print("streaming a simulated zigzag scan (20 angles x 32 translations, 256 x 256 frames) ...", flush=True)
     result = run_demo(args.out)
-    print(f"recorded in {result.stream_s:.2f} s; replayed at full speed in {result.replay_stats.elapsed_s:.2f} s "
-          f"({result.replay_stats.frames_sent / max(result.replay_stats.elapsed_s, 1e-9):.0f} frames/s)")
+    print(
+        f"recorded in {result.stream_s:.2f} s; replayed at full speed in {result.replay_stats.elapsed_s:.2f} s "
+        f"({result.replay_stats.frames_sent / max(result.replay_stats.elapsed_s, 1e-9):.0f} frames/s)"
+    )
     print("replayed recording is identical to the original (documents equal, frames bit-identical)\n")
     for path in (result.recorded, result.rerecorded):
         with RunFileReader(path) as reader:
@@ -174,13 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return _COMMANDS[args.command](args)
-    except (OperandoStreamError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"operando {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:  # e.g. a file that is not HDF5, an endpoint already in use
-        print(f"operando {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as exc:
+    except (OperandoStreamError, OSError, ValueError) as exc:
+        # user mistakes (bad values, missing or foreign files, busy ports): one line, no traceback
         print(f"operando {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

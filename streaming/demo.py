@@ -59,8 +59,8 @@ def publish_synthetic_run(run: SyntheticRun, documents: DocumentPublisher, frame
 
 def _record(out_dir: Path, send) -> tuple[Path, object]:
     with (
-        DocumentPublisher(_LOOPBACK_ANY_PORT) as documents,
-        FramePublisher(_LOOPBACK_ANY_PORT) as frames,
+        DocumentPublisher(_LOOPBACK_ANY_PORT, block_when_full=True) as documents,
+        FramePublisher(_LOOPBACK_ANY_PORT, block_when_full=True) as frames,
     ):
         recorder_thread = RecorderThread(
             RecorderConfig(
@@ -113,8 +113,10 @@ def _check_identical(first: Path, second: Path) -> None:
         if [d[:2] for d in a.documents()] != [d[:2] for d in b.documents()]:
             raise OperandoStreamError(f"documents of {second} differ from {first}")
         for stream in a.streams:
-            for (header_a, data_a, *_), (header_b, data_b, *_) in zip(
-                a.frames(stream), b.frames(stream), strict=True
-            ):
+            if a.n_frames(stream) != b.n_frames(stream):
+                raise OperandoStreamError(
+                    f"{stream}: {a.n_frames(stream)} frames recorded, {b.n_frames(stream)} replayed"
+                )
+            for (header_a, data_a, *_), (header_b, data_b, *_) in zip(a.frames(stream), b.frames(stream), strict=True):
                 if header_a != header_b or not np.array_equal(data_a, data_b):
                     raise OperandoStreamError(f"frame {header_a.seq} of {stream} differs after replay")

@@ -27,7 +27,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from .diagnostics import RejectionCounter, SequenceTracker
-from .errors import HandshakeTimeoutError, MessageDecodeError
+from .errors import ConfigError, HandshakeTimeoutError, MessageDecodeError
 from .protocol import (
     DEFAULT_MAX_DOCUMENT_BYTES,
     DEFAULT_MAX_FRAME_BYTES,
@@ -85,9 +85,9 @@ class _Endpoint:
             else:
                 self.socket.connect(address)
                 self.address = address
-        except zmq.ZMQError:
+        except zmq.ZMQError as exc:
             self.socket.close(linger=0)
-            raise
+            raise ConfigError(f"endpoint {address!r}: cannot {'bind' if bind else 'connect'} ({exc})") from exc
         self.bound = bind
 
     def _check_open(self) -> None:
@@ -124,8 +124,10 @@ class _SubscriptionCounter:
     socket: zmq.Socket
     address: str
 
-    def _init_subscriptions(self) -> None:
+    def _init_subscriptions(self, *, block_when_full: bool) -> None:
         self.socket.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscribe, not just the first per topic
+        # XPUB_NODROP: at the high-water mark, send blocks instead of dropping the message
+        self.socket.setsockopt(zmq.XPUB_NODROP, int(block_when_full))
         self._n_subscriptions = 0
 
     def _drain_subscriptions(self, timeout_ms: int | None) -> None:
@@ -171,6 +173,9 @@ class DocumentPublisher(_SubscriptionCounter, _Endpoint):
         ``bluesky-0MQ-proxy``.
     hwm : int
         Send high-water mark, messages per subscriber.
+    block_when_full : bool
+        At the high-water mark, wait for the slowest subscriber instead of dropping
+        (replay uses this; a live source should not stall).
     context : zmq.Context, optional
         Defaults to the process-wide instance.
     """
@@ -182,13 +187,14 @@ class DocumentPublisher(_SubscriptionCounter, _Endpoint):
         prefix: bytes = b"",
         bind: bool = True,
         hwm: int = DEFAULT_DOCUMENT_HWM,
+        block_when_full: bool = False,
         context: zmq.Context | None = None,
         linger_s: float = DEFAULT_LINGER_S,
     ) -> None:
         if not isinstance(prefix, bytes) or b" " in prefix:
             raise ValueError(f"prefix must be bytes without b' ', got {prefix!r}")
         super().__init__(zmq.XPUB, address, bind=bind, hwm=hwm, context=context, linger_s=linger_s)
-        self._init_subscriptions()
+        self._init_subscriptions(block_when_full=block_when_full)
         self.prefix = prefix
         self.n_sent = 0
 
@@ -258,13 +264,18 @@ class FramePublisher(_SubscriptionCounter, _Endpoint):
         ZeroMQ endpoint; port 0 picks a free one.
     pattern : {"pub", "push"}
         ``"pub"``: every subscriber gets every frame; when a subscriber falls ``hwm`` frames
-        behind, frames to it are dropped (its sequence counters show the gap).
+        behind, frames to it are dropped (its sequence counters show the gap), unless
+        ``block_when_full``.
         ``"push"``: frames are load-balanced over connected workers; ``send`` blocks when all
         are ``hwm`` frames behind (back-pressure, nothing dropped).
     bind : bool
         Bind (default) so receivers connect.
     hwm : int
         High-water mark, frames per peer.
+    block_when_full : bool
+        ``"pub"`` only: at the high-water mark, wait for the slowest subscriber instead of
+        dropping. Replay uses this to run faster than real time without loss; a live
+        detector should not stall, so it is off by default.
     clock : callable
         Returns the time stamp (s since the epoch) of frames sent without one.
     """
@@ -276,6 +287,7 @@ class FramePublisher(_SubscriptionCounter, _Endpoint):
         pattern: Pattern = "pub",
         bind: bool = True,
         hwm: int = DEFAULT_FRAME_HWM,
+        block_when_full: bool = False,
         context: zmq.Context | None = None,
         clock: Callable[[], float] = time.time,
         linger_s: float = DEFAULT_LINGER_S,
@@ -295,7 +307,7 @@ class FramePublisher(_SubscriptionCounter, _Endpoint):
         self._next_seq: dict[tuple[str, str], int] = {}
         self.n_sent = 0
         if pattern == "pub":
-            self._init_subscriptions()
+            self._init_subscriptions(block_when_full=block_when_full)
         else:
             self._monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
             self._n_peers = 0

@@ -159,7 +159,9 @@ def test_arbitrary_bytes_never_raise_anything_but_frame_decode_error(parts):
 @given(
     st.dictionaries(
         st.sampled_from(["version", "run_uid", "stream", "seq", "timestamp", "dtype", "shape", "positions", "x"]),
-        st.one_of(st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=5), st.none(), st.lists(st.integers(0, 9))),
+        st.one_of(
+            st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=5), st.none(), st.lists(st.integers(0, 9))
+        ),
         max_size=9,
     )
 )
@@ -185,7 +187,13 @@ def test_document_round_trip_and_numpy_values_become_plain():
     }
     prefix, name, decoded = decode_document(encode_document("start", doc, prefix=b"beamline"))
     assert (prefix, name) == (b"beamline", "start")
-    assert decoded == {"uid": "u1", "time": 1.5, "num_points": 7, "shape": [3, 4], "nested": {"flag": True, "values": [1, 2]}}
+    assert decoded == {
+        "uid": "u1",
+        "time": 1.5,
+        "num_points": 7,
+        "shape": [3, 4],
+        "nested": {"flag": True, "values": [1, 2]},
+    }
     assert type(decoded["num_points"]) is int
 
 

@@ -33,8 +33,8 @@ def message_order(path):
 
 def test_record_replay_record_round_trip_is_bit_identical(recorded_file, tmp_path, small_run):
     with (
-        DocumentPublisher(LOOPBACK) as documents,
-        FramePublisher(LOOPBACK) as frames,
+        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
+        FramePublisher(LOOPBACK, block_when_full=True) as frames,
         RunFileReader(recorded_file) as reader,
     ):
         thread = RecorderThread(recorder_config(tmp_path, documents, frames))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import msgpack
 import numpy as np
 import pytest
@@ -70,6 +72,42 @@ def test_gaps_made_at_the_sender_are_counted_exactly():
     assert seqs == [i + 2 for i in range(30) if i not in (5, 6, 7, 20)]
     counts = subscriber.sequences.counts[("r", "hexitec")]
     assert (counts.received, counts.missing) == (26, 6)
+
+
+def test_a_subscriber_that_falls_behind_loses_frames_and_counts_them_exactly():
+    with (
+        FramePublisher(LOOPBACK, hwm=4) as publisher,
+        FrameSubscriber(publisher.address, hwm=4) as subscriber,
+    ):
+        publisher.wait_for_subscribers(1, timeout_s=5)
+        for i in range(300):  # nobody reads meanwhile: PUB drops at the high-water mark
+            publisher.publish("pilatus", np.full(20_000, i, "<i4"), run_uid="r")
+        seqs = []
+        while (frame := subscriber.recv(timeout_s=0.5)) is not None:
+            seqs.append(frame.header.seq)
+            assert int(frame.data[0]) == frame.header.seq
+    counts = subscriber.sequences.counts[("r", "pilatus")]
+    assert 0 < len(seqs) < 300 and seqs == sorted(seqs)
+    assert counts.received == len(seqs)
+    assert counts.missing == seqs[-1] + 1 - len(seqs)
+
+
+def test_block_when_full_makes_a_fast_sender_wait_for_a_slow_subscriber():
+    with (
+        FramePublisher(LOOPBACK, hwm=4, block_when_full=True) as publisher,
+        FrameSubscriber(publisher.address, hwm=4) as subscriber,
+    ):
+        publisher.wait_for_subscribers(1, timeout_s=5)
+        sender = threading.Thread(
+            target=lambda: [publisher.publish("pilatus", np.full(20_000, i, "<i4"), run_uid="r") for i in range(300)]
+        )
+        sender.start()
+        seqs = []
+        while len(seqs) < 300 and (frame := subscriber.recv(timeout_s=10)) is not None:
+            seqs.append(frame.header.seq)
+        sender.join(10)
+    assert seqs == list(range(300))
+    assert subscriber.sequences.counts[("r", "pilatus")].missing == 0
 
 
 def test_push_pull_balances_over_workers_and_loses_nothing():
@@ -172,9 +210,15 @@ def _malformed() -> st.SearchStrategy[tuple[list[bytes], str]]:
         st.tuples(st.just("timestamp"), st.one_of(st.text(max_size=3), st.none())),
         st.tuples(st.just("indices"), st.dictionaries(st.text(max_size=3), st.floats(), min_size=1)),
     ).map(mutate)
-    wrong_parts = st.lists(st.binary(max_size=16), min_size=1, max_size=6).filter(lambda p: len(p) != 3).map(lambda p: (p, "parts"))
-    garbage_header = st.binary(min_size=1, max_size=1).filter(lambda b: b[0] in (0xC1,)).map(
-        lambda b: ([b"pilatus", b, _GOOD.tobytes()], "header")
+    wrong_parts = (
+        st.lists(st.binary(max_size=16), min_size=1, max_size=6)
+        .filter(lambda p: len(p) != 3)
+        .map(lambda p: (p, "parts"))
+    )
+    garbage_header = (
+        st.binary(min_size=1, max_size=1)
+        .filter(lambda b: b[0] in (0xC1,))
+        .map(lambda b: ([b"pilatus", b, _GOOD.tobytes()], "header"))
     )
     short_buffer = st.integers(0, 11).map(lambda n: ([*_good_parts(0)[:2], b"\x00" * n], "shape"))
     return st.one_of(header_mutations, wrong_parts, garbage_header, short_buffer)
