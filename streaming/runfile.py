@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -44,9 +46,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import bitshuffle
 import h5py
 import hdf5plugin
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .diagnostics import StreamCounts
 from .protocol import PROTOCOL_VERSION, FrameHeader
@@ -57,12 +61,45 @@ logger = logging.getLogger(__name__)
 
 #: Frame compression choices. Bitshuffle+LZ4 is what DECTRIS detectors write: on this
 #: project's 2-core machine it compressed Pilatus-like Poisson frames 14x at 178 frames/s
-#: on one core, where zstd managed 30 frames/s and no filter (disk-bound) 46 frames/s.
+#: through h5py's filter pipeline, where zstd managed 30 frames/s and no filter
+#: (disk-bound) 46 frames/s.
 COMPRESSIONS = ("bitshuffle-lz4", "bitshuffle-zstd", "blosc2-lz4", "none")
+
+# Bitshuffle's default block: 8 KiB of elements, a multiple of 8, at least 128 elements.
+_BSHUF_TARGET_BLOCK_BYTES = 8192
+_openmp_limited = threading.local()
+
+
+def _bitshuffle_lz4_chunk(data: np.ndarray) -> bytes:
+    """One HDF5 chunk in the bitshuffle filter's LZ4 format, byte-identical to the filter's.
+
+    Compressing here and writing with ``write_direct_chunk`` bypasses h5py's filter
+    pipeline: a Pilatus 2M int32 frame takes 1.9 ms with the ``bitshuffle`` package's SIMD
+    build against 6.3 ms through hdf5plugin's filter (built without AVX2) on this project's
+    machine. Header: uncompressed bytes (uint64, big-endian), block bytes (uint32, BE).
+    """
+    if not getattr(_openmp_limited, "done", False):
+        # bitshuffle's OpenMP threads (and their spin-waits) starve the ZeroMQ I/O thread on
+        # a 2-core recorder: 36 Pilatus frames/s with two of them, 195 frames/s with one.
+        # The limit holds for the calling thread only.
+        threadpool_limits(limits=1, user_api="openmp")
+        _openmp_limited.done = True
+    block = max(_BSHUF_TARGET_BLOCK_BYTES // data.itemsize // 8 * 8, 128)
+    compressed = bitshuffle.compress_lz4(data.reshape(-1), block)
+    return struct.pack(">QI", data.nbytes, block * data.itemsize) + compressed.tobytes()
+
+
+def _raw_chunk(data: np.ndarray) -> bytes:
+    return data.tobytes()
+
+
+#: Compressions whose chunks this module encodes itself, for ``write_direct_chunk``.
+_CHUNK_ENCODERS = {"bitshuffle-lz4": _bitshuffle_lz4_chunk, "none": _raw_chunk}
 
 _ENTRY = "entry"
 _DOC_CHUNK = 4096
 _ROW_CHUNK = 1024
+_GROW_FRAMES = 64
 
 
 def compression_filter(name: str) -> Mapping[str, Any]:
@@ -92,12 +129,24 @@ def _row_dataset(group: h5py.Group, name: str, dtype: Any, fill: Any = None, n: 
 
 
 class _StreamWriter:
-    """Appends the frames of one stream; per-frame metadata is buffered until flush."""
+    """Appends the frames of one stream; per-frame metadata is buffered until flush.
 
-    def __init__(self, group: h5py.Group) -> None:
+    ``data`` grows ahead of the frames by ``_GROW_FRAMES`` rows (a resize per frame costs
+    as much as writing an 80 x 80 frame) and is trimmed at close; readers bound the frame
+    count by the metadata columns, which are only ever as long as the frames written.
+    """
+
+    def __init__(self, group: h5py.Group, compression: str) -> None:
         self.group = group
         self.data = group["data"]
-        self.n_frames = self.data.shape[0]
+        self.n_frames = min(self.data.shape[0], group["sequence"].shape[0])
+        self.position_keys = set(group["positions"])
+        self.index_keys = set(group["indices"])
+        # whole-frame chunks of non-empty frames go straight to disk, encoded here
+        frame_size = int(np.prod(self.data.shape[1:]))
+        direct = self.data.chunks == (1, *self.data.shape[1:]) and frame_size > 0
+        self._encode = _CHUNK_ENCODERS.get(compression) if direct else None
+        self._chunk_origin = (0,) * (self.data.ndim - 1)
         self._rows: list[tuple[int, float, float, int]] = []
         self._positions: list[dict[str, float]] = []
         self._indices: list[dict[str, int]] = []
@@ -107,18 +156,23 @@ class _StreamWriter:
         self.data = group["data"]
 
     def new_keys(self, header: FrameHeader) -> tuple[set[str], set[str]]:
-        return (
-            set(header.positions) - set(self.group["positions"]),
-            set(header.indices) - set(self.group["indices"]),
-        )
+        return set(header.positions) - self.position_keys, set(header.indices) - self.index_keys
 
     def append(self, header: FrameHeader, data: np.ndarray, recv_time: float, arrival: int) -> None:
-        self.data.resize(self.n_frames + 1, axis=0)
-        self.data[self.n_frames] = data
+        if self.n_frames >= self.data.shape[0]:
+            self.data.resize(self.n_frames + _GROW_FRAMES, axis=0)
+        if self._encode is not None:
+            self.data.id.write_direct_chunk((self.n_frames, *self._chunk_origin), self._encode(data))
+        else:
+            self.data[self.n_frames] = data
         self.n_frames += 1
         self._rows.append((header.seq, header.timestamp, recv_time, arrival))
         self._positions.append(header.positions)
         self._indices.append(header.indices)
+
+    def trim(self) -> None:
+        """Drop the rows grown ahead of the frames (at close)."""
+        self.data.resize(self.n_frames, axis=0)
 
     def flush_rows(self) -> None:
         if not self._rows:
@@ -167,7 +221,9 @@ class RunFileWriter:
         self._file = h5py.File(self.path, "r+" if existed else "w", libver="latest", locking=False)
         if not existed:
             self._create_layout()
-        self._streams = {name: _StreamWriter(group) for name, group in self._file[f"{_ENTRY}/instrument"].items()}
+        self._streams = {
+            name: _StreamWriter(group, compression) for name, group in self._file[f"{_ENTRY}/instrument"].items()
+        }
         self._stream_keys = {
             name: (group.attrs["stream"], group.attrs["dtype"], tuple(group.attrs["frame_shape"]))
             for name, group in self._file[f"{_ENTRY}/instrument"].items()
@@ -211,9 +267,9 @@ class RunFileWriter:
         self.flush()
         self._file.close()
         self._file = h5py.File(self.path, "r+", libver="latest", locking=False)
-        yield self._file
         for name, stream in self._streams.items():
             stream.reattach(self._file[f"{_ENTRY}/instrument/{name}"])
+        yield self._file
         if resume_swmr:
             self._file.swmr_mode = True
 
@@ -256,7 +312,7 @@ class RunFileWriter:
             group.create_group("indices").attrs["NX_class"] = "NXcollection"
             for item in ("received", "missing", "late"):
                 file[f"{_ENTRY}/diagnostics"].require_group(name).create_dataset(item, data=np.int64(0))
-            self._streams[name] = _StreamWriter(group)
+            self._streams[name] = _StreamWriter(group, self.compression)
             self._stream_keys[name] = key
         self._add_keys(name, set(header.positions), set(header.indices))
         return self._streams[name]
@@ -271,6 +327,8 @@ class RunFileWriter:
                 _row_dataset(group["positions"], key, np.float64, np.nan, n)
             for key in sorted(indices):
                 _row_dataset(group["indices"], key, np.int64, -1, n)
+        self._streams[name].position_keys |= positions
+        self._streams[name].index_keys |= indices
 
     # -- data -----------------------------------------------------------------------------
 
@@ -354,6 +412,7 @@ class RunFileWriter:
                 # a file reopened for late frames keeps the stop it had
                 attrs["end_time"] = _iso(end_time)
             for name, stream in self._streams.items():
+                stream.trim()
                 file[f"{_ENTRY}/instrument/{name}"].attrs["frames_written"] = stream.n_frames
         self._file.close()
         self.closed = True

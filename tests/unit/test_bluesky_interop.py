@@ -22,7 +22,7 @@ from ..conftest import LOOPBACK, recorder_config, wait_until, wait_until_closed
 
 
 @pytest.fixture(scope="module")
-def RE():  # noqa: N802  (bluesky's own fixture name)
+def RE():
     return RunEngine({})
 
 

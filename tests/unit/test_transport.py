@@ -204,7 +204,7 @@ def _malformed() -> st.SearchStrategy[tuple[list[bytes], str]]:
 
     header_mutations = st.one_of(
         st.tuples(st.just("version"), st.integers(2, 1000)),
-        st.tuples(st.just("seq"), st.one_of(st.integers(max_value=-1), st.text(max_size=3))),
+        st.tuples(st.just("seq"), st.one_of(st.integers(-(2**63), -1), st.text(max_size=3))),
         st.tuples(st.just("dtype"), st.sampled_from([">u2", "|O", "<c16", "<U4", "float32"])),
         st.tuples(st.just("shape"), st.lists(st.integers(0, 50), max_size=3).filter(lambda s: np.prod(s) != 6)),
         st.tuples(st.just("timestamp"), st.one_of(st.text(max_size=3), st.none())),
