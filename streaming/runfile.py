@@ -55,7 +55,7 @@ from threadpoolctl import threadpool_limits
 from .diagnostics import StreamCounts
 from .protocol import PROTOCOL_VERSION, FrameHeader
 
-__all__ = ["COMPRESSIONS", "RunFileWriter", "compression_filter"]
+__all__ = ["COMPRESSIONS", "RunFileWriter", "compression_filter", "read_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,17 @@ COMPRESSIONS = ("bitshuffle-lz4", "bitshuffle-zstd", "blosc2-lz4", "none")
 
 # Bitshuffle's default block: 8 KiB of elements, a multiple of 8, at least 128 elements.
 _BSHUF_TARGET_BLOCK_BYTES = 8192
+_BSHUF_LZ4 = 2  # the filter's option value for LZ4
 _openmp_limited = threading.local()
+
+
+def _single_openmp_thread() -> None:
+    # bitshuffle's OpenMP threads (and their spin-waits) starve the ZeroMQ I/O thread on a
+    # 2-core machine: the recorder took 36 Pilatus frames/s with two of them, 195 with one.
+    # The limit holds for the calling thread only.
+    if not getattr(_openmp_limited, "done", False):
+        threadpool_limits(limits=1, user_api="openmp")
+        _openmp_limited.done = True
 
 
 def _bitshuffle_lz4_chunk(data: np.ndarray) -> bytes:
@@ -78,15 +88,39 @@ def _bitshuffle_lz4_chunk(data: np.ndarray) -> bytes:
     build against 6.3 ms through hdf5plugin's filter (built without AVX2) on this project's
     machine. Header: uncompressed bytes (uint64, big-endian), block bytes (uint32, BE).
     """
-    if not getattr(_openmp_limited, "done", False):
-        # bitshuffle's OpenMP threads (and their spin-waits) starve the ZeroMQ I/O thread on
-        # a 2-core recorder: 36 Pilatus frames/s with two of them, 195 frames/s with one.
-        # The limit holds for the calling thread only.
-        threadpool_limits(limits=1, user_api="openmp")
-        _openmp_limited.done = True
+    _single_openmp_thread()
     block = max(_BSHUF_TARGET_BLOCK_BYTES // data.itemsize // 8 * 8, 128)
     compressed = bitshuffle.compress_lz4(data.reshape(-1), block)
     return struct.pack(">QI", data.nbytes, block * data.itemsize) + compressed.tobytes()
+
+
+def read_frame(dataset: h5py.Dataset, index: int) -> np.ndarray:
+    """Frame ``index`` of a ``data`` dataset written by :class:`RunFileWriter`.
+
+    Bitshuffle-LZ4 chunks are read raw and decompressed by the ``bitshuffle`` package:
+    2.9 ms per Pilatus 2M frame against 4.4 ms through h5py's filter pipeline.
+    """
+    if _is_bitshuffle_lz4(dataset):
+        _single_openmp_thread()
+        _, chunk = dataset.id.read_direct_chunk((index,) + (0,) * (dataset.ndim - 1))
+        uncompressed_bytes, block_bytes = struct.unpack(">QI", chunk[:12])
+        frame_shape = dataset.shape[1:]
+        if uncompressed_bytes == dataset.dtype.itemsize * int(np.prod(frame_shape)):
+            return bitshuffle.decompress_lz4(
+                np.frombuffer(chunk, np.uint8, offset=12),
+                frame_shape,
+                dataset.dtype,
+                block_bytes // dataset.dtype.itemsize,
+            )
+    return dataset[index]
+
+
+def _is_bitshuffle_lz4(dataset: h5py.Dataset) -> bool:
+    plist = dataset.id.get_create_plist()
+    if dataset.chunks != (1, *dataset.shape[1:]) or plist.get_nfilters() != 1:
+        return False
+    filter_id, _, options, _ = plist.get_filter(0)
+    return filter_id == hdf5plugin.BSHUF_ID and len(options) >= 5 and options[4] == _BSHUF_LZ4
 
 
 def _raw_chunk(data: np.ndarray) -> bytes:

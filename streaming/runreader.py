@@ -22,11 +22,13 @@ import numpy as np
 
 from .errors import RunFileError
 from .protocol import FrameHeader
+from .runfile import read_frame
 
 __all__ = ["Message", "RunFileReader", "RunSummary", "StreamSummary"]
 
 _ENTRY = "entry"
 _READ_BLOCK = 4096  # metadata rows read at once while iterating
+_SMALL_FRAME_BYTES = 2**16  # frames up to this size are read _READ_BLOCK at a time
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,15 @@ class RunFileReader:
         n = self.n_frames(stream) if stop is None else min(stop, self.n_frames(stream))
         stream_name, dtype = str(group.attrs["stream"]), str(group.attrs["dtype"])
         shape = tuple(int(x) for x in group.attrs["frame_shape"])
-        for block_start in range(start, n, _READ_BLOCK):
-            block = slice(block_start, min(n, block_start + _READ_BLOCK))
+        dataset = group["data"]
+        # Small frames are read many at a time (one h5py call per frame caps HEXITEC replay
+        # at ~6 k frames/s); large ones one by one, since a multi-chunk read of Pilatus 2M
+        # frames costs 9 ms per frame against 2.9 ms for read_frame.
+        frame_bytes = max(1, dataset.dtype.itemsize * int(np.prod(shape)))
+        block_length = _READ_BLOCK if frame_bytes <= _SMALL_FRAME_BYTES else 1
+        for block_start in range(start, n, block_length):
+            block = slice(block_start, min(n, block_start + block_length))
+            data = dataset[block] if block_length > 1 else [read_frame(dataset, block_start)]
             seq, timestamp = group["sequence"][block], group["timestamp"][block]
             recv_time, arrival = group["recv_time"][block], group["arrival"][block]
             positions = {key: ds[block] for key, ds in group["positions"].items()}
@@ -172,7 +181,7 @@ class RunFileReader:
                     positions={k: float(v[i]) for k, v in positions.items() if not np.isnan(v[i])},
                     indices={k: int(v[i]) for k, v in indices.items() if v[i] != -1},
                 )
-                yield header, group["data"][block.start + i], float(recv_time[i]), int(arrival[i])
+                yield header, data[i], float(recv_time[i]), int(arrival[i])
 
     # -- both -----------------------------------------------------------------------------
 
