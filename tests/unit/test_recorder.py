@@ -92,45 +92,50 @@ def test_file_follows_the_design_layout(recorded_file, small_run):
         )
 
 
-def test_frames_skipped_at_the_sender_are_reported_with_exact_counts(tmp_path, publishers):
+@pytest.fixture
+def recording(tmp_path, publishers):
+    """Publishers and a recorder thread (writing to ``tmp_path``), handshake done."""
     documents, frames = publishers
+    thread = RecorderThread(recorder_config(tmp_path, documents, frames))
+    try:
+        documents.wait_for_subscribers(1, 10)
+        frames.wait_for_subscribers(1, 10)
+        yield documents, frames, thread.recorder
+    finally:
+        thread.stop()
+
+
+def test_frames_skipped_at_the_sender_are_reported_with_exact_counts(recording):
+    documents, frames, recorder = recording
     skipped = {0, 4, 5, 11, 12, 13, 28}  # a loss after the last frame received is invisible
-    with RecorderThread(recorder_config(tmp_path, documents, frames)) as thread:
-        documents.wait_for_subscribers(1, 10)
-        frames.wait_for_subscribers(1, 10)
-        bundle = compose_run()
-        documents("start", bundle.start_doc)
-        uid = bundle.start_doc["uid"]
-        for i in range(30):
-            if i in skipped:
-                frames.skip("hexitec", run_uid=uid)
-            else:
-                frames.publish("hexitec", np.full((80, 80), i, "<u2"), run_uid=uid)
-        documents("stop", bundle.compose_stop())
-        wait_until_closed(thread.recorder)
-    (path,) = thread.recorder.files.values()
-    with RunFileReader(path) as reader:
-        summary = reader.summary()
-        assert [s.missing for s in summary.streams] == [len(skipped)]
-        assert [h.seq for h, *_ in reader.frames("hexitec")] == [i for i in range(30) if i not in skipped]
-        assert [int(d[0, 0]) for _, d, *_ in reader.frames("hexitec")] == [i for i in range(30) if i not in skipped]
+    bundle = compose_run()
+    uid = bundle.start_doc["uid"]
+    documents("start", bundle.start_doc)
+    for i in range(30):
+        if i in skipped:
+            frames.skip("hexitec", run_uid=uid)
+        else:
+            frames.publish("hexitec", np.full((80, 80), i, "<u2"), run_uid=uid)
+    documents("stop", bundle.compose_stop())
+    wait_until_closed(recorder)
+    kept = [i for i in range(30) if i not in skipped]
+    with RunFileReader(recorder.files[uid]) as reader:
+        assert [s.missing for s in reader.summary().streams] == [len(skipped)]
+        assert [(h.seq, int(d[0, 0])) for h, d, *_ in reader.frames("hexitec")] == list(zip(kept, kept, strict=True))
 
 
-def test_frames_before_their_start_document_are_kept_and_the_start_leads(tmp_path, publishers):
-    documents, frames = publishers
-    with RecorderThread(recorder_config(tmp_path, documents, frames)) as thread:
-        documents.wait_for_subscribers(1, 10)
-        frames.wait_for_subscribers(1, 10)
-        bundle = compose_run()
-        uid = bundle.start_doc["uid"]
-        for i in range(5):
-            frames.publish("pco", np.full((16, 16), i, "<u2"), run_uid=uid)
-        wait_until(lambda: thread.recorder.frames.n_received == 5)
-        documents("start", bundle.start_doc)
-        frames.publish("pco", np.full((16, 16), 5, "<u2"), run_uid=uid)
-        documents("stop", bundle.compose_stop())
-        wait_until_closed(thread.recorder)
-    order = message_order(thread.recorder.files[uid])
+def test_frames_before_their_start_document_are_kept_and_the_start_leads(recording):
+    documents, frames, recorder = recording
+    bundle = compose_run()
+    uid = bundle.start_doc["uid"]
+    for i in range(5):
+        frames.publish("pco", np.full((16, 16), i, "<u2"), run_uid=uid)
+    wait_until(lambda: recorder.frames.n_received == 5)
+    documents("start", bundle.start_doc)
+    frames.publish("pco", np.full((16, 16), 5, "<u2"), run_uid=uid)
+    documents("stop", bundle.compose_stop())
+    wait_until_closed(recorder)
+    order = message_order(recorder.files[uid])
     assert order[0] == ("doc", "start", None)
     assert [seq for kind, _, seq in order if kind == "frame"] == list(range(6))
     # the two channels are independent: only the stop's presence is promised, not its place
@@ -139,8 +144,7 @@ def test_frames_before_their_start_document_are_kept_and_the_start_leads(tmp_pat
 
 def test_frames_whose_start_never_comes_get_a_file_of_their_own(tmp_path, publishers):
     documents, frames = publishers
-    config = recorder_config(tmp_path, documents, frames, pending_timeout_s=0.2)
-    with RecorderThread(config) as thread:
+    with RecorderThread(recorder_config(tmp_path, documents, frames, pending_timeout_s=0.2)) as thread:
         frames.wait_for_subscribers(1, 10)
         for i in range(3):
             frames.publish("pilatus", np.full((4, 4), i, "<i4"), run_uid="../../escape attempt")
@@ -148,42 +152,36 @@ def test_frames_whose_start_never_comes_get_a_file_of_their_own(tmp_path, publis
     (path,) = thread.recorder.files.values()
     assert path.parent == tmp_path  # the uid from the wire cannot steer the path
     with RunFileReader(path) as reader:
-        assert reader.n_frames("pilatus") == 3
+        assert [int(d[0, 0]) for _, d, *_ in reader.frames("pilatus")] == [0, 1, 2]
         assert not reader.summary().complete
 
 
-def test_a_frame_after_the_file_closed_reopens_it(tmp_path, publishers):
-    documents, frames = publishers
-    with RecorderThread(recorder_config(tmp_path, documents, frames)) as thread:
-        documents.wait_for_subscribers(1, 10)
-        frames.wait_for_subscribers(1, 10)
-        bundle = compose_run()
-        uid = bundle.start_doc["uid"]
-        documents("start", bundle.start_doc)
-        frames.publish("pilatus", np.zeros((4, 4), "<i4"), run_uid=uid)
-        documents("stop", bundle.compose_stop())
-        wait_until_closed(thread.recorder)
-        frames.publish("pilatus", np.ones((4, 4), "<i4"), run_uid=uid)
-        wait_until(lambda: thread.recorder.frames.n_received == 2 and thread.recorder.idle)
-    with RunFileReader(thread.recorder.files[uid]) as reader:
+def test_a_frame_after_the_file_closed_reopens_it(recording):
+    documents, frames, recorder = recording
+    bundle = compose_run()
+    uid = bundle.start_doc["uid"]
+    documents("start", bundle.start_doc)
+    frames.publish("pilatus", np.zeros((4, 4), "<i4"), run_uid=uid)
+    documents("stop", bundle.compose_stop())
+    wait_until_closed(recorder)
+    frames.publish("pilatus", np.ones((4, 4), "<i4"), run_uid=uid)
+    wait_until(lambda: recorder.frames.n_received == 2 and recorder.idle)
+    with RunFileReader(recorder.files[uid]) as reader:
         assert [int(d.sum()) for _, d, *_ in reader.frames("pilatus")] == [0, 16]
         assert reader.summary().complete
 
 
-def test_changing_shape_or_adding_positions_mid_run_loses_nothing(tmp_path, publishers):
-    documents, frames = publishers
-    with RecorderThread(recorder_config(tmp_path, documents, frames)) as thread:
-        documents.wait_for_subscribers(1, 10)
-        frames.wait_for_subscribers(1, 10)
-        bundle = compose_run()
-        uid = bundle.start_doc["uid"]
-        documents("start", bundle.start_doc)
-        frames.publish("pco", np.zeros((4, 4), "<u2"), run_uid=uid, positions={"rotation": 0.0})
-        frames.publish("pco", np.zeros((4, 4), "<u2"), run_uid=uid, positions={"rotation": 1.0, "y": 2.0})
-        frames.publish("pco", np.zeros((8, 2), "<u2"), run_uid=uid, positions={"rotation": 2.0})
-        documents("stop", bundle.compose_stop())
-        wait_until_closed(thread.recorder)
-    with RunFileReader(thread.recorder.files[uid]) as reader:
+def test_changing_shape_or_adding_positions_mid_run_loses_nothing(recording):
+    documents, frames, recorder = recording
+    bundle = compose_run()
+    uid = bundle.start_doc["uid"]
+    documents("start", bundle.start_doc)
+    frames.publish("pco", np.zeros((4, 4), "<u2"), run_uid=uid, positions={"rotation": 0.0})
+    frames.publish("pco", np.zeros((4, 4), "<u2"), run_uid=uid, positions={"rotation": 1.0, "y": 2.0})
+    frames.publish("pco", np.zeros((8, 2), "<u2"), run_uid=uid, positions={"rotation": 2.0})
+    documents("stop", bundle.compose_stop())
+    wait_until_closed(recorder)
+    with RunFileReader(recorder.files[uid]) as reader:
         assert sorted(reader.streams) == ["pco", "pco__1"]
         headers = [h for h, *_ in reader.frames("pco")]
         assert [h.positions for h in headers] == [{"rotation": 0.0}, {"rotation": 1.0, "y": 2.0}]
