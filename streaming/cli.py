@@ -123,13 +123,13 @@ def _format_summary(summary: RunSummary) -> str:
     if summary.streams:
         lines.append(
             f"  {'stream':<12}{'frames':>8}  {'shape':<14}{'dtype':<6}{'stored MB':>10}{'ratio':>7}"
-            f"{'missing':>9}{'late':>6}"
+            f"{'missing':>9}{'late':>6}{'invalid':>9}"
         )
         for s in summary.streams:
             shape = " x ".join(str(n) for n in s.frame_shape) or "scalar"
             lines.append(
                 f"  {s.name:<12}{s.n_frames:>8}  {shape:<14}{s.dtype:<6}{s.stored_bytes / 1e6:>10.2f}"
-                f"{s.compression_ratio:>6.1f}x{s.missing:>9}{s.late:>6}"
+                f"{s.compression_ratio:>6.1f}x{s.missing:>9}{s.late:>6}{s.invalid:>9}"
             )
     else:
         lines.append("  no frame streams")

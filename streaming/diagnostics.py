@@ -79,15 +79,19 @@ class RejectionCounter:
     def __init__(self, channel: str) -> None:
         self.channel = channel
         self.by_field: Counter[str] = Counter()
+        #: rejected messages by the stream their topic names (when it is readable)
+        self.by_stream: Counter[str] = Counter()
         self.last_error: str | None = None
 
     @property
     def total(self) -> int:
         return sum(self.by_field.values())
 
-    def reject(self, error: MessageDecodeError) -> None:
+    def reject(self, error: MessageDecodeError, stream: str | None = None) -> None:
         """Count one rejected message; log the 1st, 10th, 100th, ... of each field."""
         self.by_field[error.field] += 1
+        if stream is not None:
+            self.by_stream[stream] += 1
         self.last_error = str(error)
         count = self.by_field[error.field]
         if count in (1, 10, 100) or count % 1000 == 0:

@@ -107,10 +107,21 @@ class RecorderConfig:
                 raise ConfigError(f"recorder.{name}: must be an int > 0, got {value!r}")
 
 
+@dataclass(frozen=True)
+class _Rejections:
+    """Rejected-message counts: by channel and field, and frames by the stream they name."""
+
+    by_field: Counter[str]
+    by_stream: Counter[str]
+
+    def __sub__(self, earlier: _Rejections) -> _Rejections:
+        return _Rejections(self.by_field - earlier.by_field, self.by_stream - earlier.by_stream)
+
+
 @dataclass
 class _OpenRun:
     writer: RunFileWriter
-    invalid_baseline: Counter[str]
+    rejections_at_open: _Rejections
     last_activity: float
     stopped: bool = False
 
@@ -176,7 +187,7 @@ class Recorder:
         self.closed_runs: set[str] = set()
         # rejected-message counts when each run opened; kept (with the sequence counters) after
         # a run closes, so that a reopened file's diagnostics continue rather than restart
-        self._invalid_baselines: dict[str, Counter[str]] = {}
+        self._rejections_at_open: dict[str, _Rejections] = {}
         self.unroutable_documents = 0
         self.closed = False
 
@@ -302,8 +313,8 @@ class Recorder:
             logger.warning("late message for run %s: reopening %s", run_uid, path)
         writer = RunFileWriter(path, run_uid, compression=self.config.compression)
         # a reopened run closes again after the linger, as it did the first time
-        baseline = self._invalid_baselines.setdefault(run_uid, self._invalid_counts())
-        run = self._runs[run_uid] = _OpenRun(writer, baseline, now, stopped=run_uid in self.closed_runs)
+        at_open = self._rejections_at_open.setdefault(run_uid, self._rejections())
+        run = self._runs[run_uid] = _OpenRun(writer, at_open, now, stopped=run_uid in self.closed_runs)
         self.files[run_uid] = path
         self.closed_runs.discard(run_uid)
         if start is not None:
@@ -314,18 +325,19 @@ class Recorder:
                 writer.add_frame(frame.header, frame.data, recv_time=recv_time, arrival=self._next_arrival())
         return run
 
-    def _invalid_counts(self) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        for prefix, rejections in (("document", self.documents.rejections), ("frame", self.frames.rejections)):
+    def _rejections(self) -> _Rejections:
+        by_field: Counter[str] = Counter()
+        for channel, rejections in (("document", self.documents.rejections), ("frame", self.frames.rejections)):
             for name, count in rejections.by_field.items():
-                counts[f"{prefix}_{name}"] = count
-        return counts
+                by_field[f"{channel}_{name}"] = count
+        return _Rejections(by_field, Counter(self.frames.rejections.by_stream))
 
     def _flush_run(self, run_uid: str, run: _OpenRun) -> None:
         counts = {}
         if self.frames.sequences is not None:
             counts = {stream: c for (uid, stream), c in self.frames.sequences.counts.items() if uid == run_uid}
-        run.writer.update_diagnostics(counts, self._invalid_counts() - run.invalid_baseline)
+        since_open = self._rejections() - run.rejections_at_open
+        run.writer.update_diagnostics(counts, since_open.by_field, since_open.by_stream)
         run.writer.flush()
 
     def _close_run(self, run_uid: str) -> None:

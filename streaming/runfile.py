@@ -20,6 +20,7 @@ Layout (DESIGN.md "HDF5 file"; NeXus-style ``NX_class`` attributes)::
         indices/<name>    (n,) int64    scan indices (-1 where a frame lacked one)
     /entry/diagnostics                  NXcollection
         <stream>/received, missing, late      int64 scalars (see SequenceTracker)
+        <stream>/invalid                      int64: rejected messages whose topic named it
         invalid_messages/<field>              int64 scalars: messages rejected, by field,
                                               while this run was being recorded
 
@@ -344,7 +345,7 @@ class RunFileWriter:
                 _row_dataset(group, column, dtype)
             group.create_group("positions").attrs["NX_class"] = "NXcollection"
             group.create_group("indices").attrs["NX_class"] = "NXcollection"
-            for item in ("received", "missing", "late"):
+            for item in ("received", "missing", "late", "invalid"):
                 file[f"{_ENTRY}/diagnostics"].require_group(name).create_dataset(item, data=np.int64(0))
             self._streams[name] = _StreamWriter(group, self.compression)
             self._stream_keys[name] = key
@@ -394,13 +395,23 @@ class RunFileWriter:
         """Frames written so far to stream group ``stream``."""
         return self._streams[stream].n_frames if stream in self._streams else 0
 
-    def update_diagnostics(self, counts: Mapping[str, StreamCounts], invalid_by_field: Mapping[str, int]) -> None:
-        """Store the current gap counts per stream and rejected-message counts per field."""
+    def update_diagnostics(
+        self,
+        counts: Mapping[str, StreamCounts],
+        invalid_by_field: Mapping[str, int],
+        invalid_by_stream: Mapping[str, int],
+    ) -> None:
+        """Store the current counts: per stream received/missing/late frames and rejected
+        messages naming it (streams of this file only: topics of bad messages are not
+        trusted to create groups), and rejected messages per field."""
         diagnostics = self._file[f"{_ENTRY}/diagnostics"]
-        for stream, stream_counts in counts.items():
-            if stream in diagnostics:
-                for item in ("received", "missing", "late"):
-                    diagnostics[stream][item][()] = getattr(stream_counts, item)
+        for stream, group in diagnostics.items():
+            if stream == "invalid_messages":
+                continue
+            stream_counts = counts.get(stream, StreamCounts())
+            for item in ("received", "missing", "late"):
+                group[item][()] = getattr(stream_counts, item)
+            group["invalid"][()] = invalid_by_stream.get(stream, 0)
         missing = [field for field in invalid_by_field if field not in diagnostics["invalid_messages"]]
         if missing:
             with self._restructure() as file:

@@ -54,6 +54,7 @@ class StreamSummary:
     raw_bytes: int
     missing: int
     late: int
+    invalid: int
 
     @property
     def compression_ratio(self) -> float:
@@ -221,6 +222,7 @@ class RunFileReader:
                     raw_bytes=n * group["data"].dtype.itemsize * int(np.prod(group["data"].shape[1:])),
                     missing=int(stream_diag["missing"][()]) if "missing" in stream_diag else 0,
                     late=int(stream_diag["late"][()]) if "late" in stream_diag else 0,
+                    invalid=int(stream_diag["invalid"][()]) if "invalid" in stream_diag else 0,
                 )
             )
         times = np.concatenate(recv_times) if recv_times else np.array([])

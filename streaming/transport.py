@@ -375,6 +375,16 @@ class FramePublisher(_SubscriptionCounter, _Endpoint):
         super().close(linger_s)
 
 
+def _topic_of(parts: list[Any]) -> str | None:
+    """The stream a rejected message claims to belong to, if its topic is readable."""
+    if len(parts) != 3:
+        return None
+    try:
+        return bytes(parts[0].buffer if isinstance(parts[0], zmq.Frame) else parts[0]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 class FrameSubscriber(_Endpoint):
     """Receive and validate frames (SUB from a PUB publisher, or PULL from a PUSH one).
 
@@ -428,7 +438,7 @@ class FrameSubscriber(_Endpoint):
         try:
             frame = decode_frame(parts, max_frame_bytes=self.max_frame_bytes)
         except MessageDecodeError as error:
-            self.rejections.reject(error)
+            self.rejections.reject(error, stream=_topic_of(parts))
             return None
         header = frame.header
         if self.streams is not None and header.stream not in self.streams:

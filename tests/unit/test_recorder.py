@@ -234,6 +234,7 @@ def test_recorder_counts_malformed_messages_by_field_and_keeps_every_good_frame(
     documents("start", bundle.start_doc)
     wait_until(lambda: uid in recorder.files)
     expected_invalid: dict[str, int] = {}
+    expected_invalid_pilatus = 0
     seq = 0
     for item in plan:
         if item is None:
@@ -243,12 +244,15 @@ def test_recorder_counts_malformed_messages_by_field_and_keeps_every_good_frame(
             parts, field = item
             frames.socket.send_multipart(parts)
             expected_invalid[field] = expected_invalid.get(field, 0) + 1
+            expected_invalid_pilatus += parts[0] == b"pilatus" and len(parts) == 3
     documents("stop", bundle.compose_stop())
     wait_until(lambda: uid in recorder.closed_runs)
     with RunFileReader(recorder.files[uid]) as reader:
         stored = [(h.seq, h.indices, int(d[0, 0])) for h, d, *_ in reader.frames("pilatus")] if seq else []
         assert stored == [(i, {"angle": i}, i) for i in range(seq)]
-        assert reader.summary().invalid_messages == expected_invalid
+        summary = reader.summary()
+        assert summary.invalid_messages == expected_invalid
+        assert [s.invalid for s in summary.streams] == ([expected_invalid_pilatus] if seq else [])
 
 
 def test_config_errors_name_the_key(tmp_path):
