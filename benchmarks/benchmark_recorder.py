@@ -12,7 +12,7 @@ HEXITEC: 80 x 80 uint16 at 1 % occupancy) it measures, over TCP loopback:
 - ``replay``: frames/s ``replay`` re-emits the recorded file as fast as possible.
 
 Each figure is the median of ``--repeats`` runs; ratios are recorder / reference. Results go
-to ``benchmarks/results/recorder.json``. Run: ``python benchmarks/benchmark_recorder.py``.
+to ``benchmarks/results/recorder.json``. Run: ``python -m benchmarks.benchmark_recorder``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from benchmarks._machine import machine_description
 from simulators.synthetic import ring_pattern_frames
 from streaming.recorder import Recorder, RecorderConfig
 from streaming.replay import ReplayConfig, replay
@@ -175,12 +174,7 @@ def bench_replay(path: Path, n_frames: int) -> float:
 def run(detectors: dict[str, int], repeats: int) -> dict:
     results: dict = {
         "benchmark": "recorder",
-        "machine": {
-            "cpu": _cpu_model(),
-            "cores": mp.cpu_count(),
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-        },
+        "machine": machine_description(),
         "repeats": repeats,
         "statistic": "median",
         "detectors": {},
@@ -216,16 +210,6 @@ def run(detectors: dict[str, int], repeats: int) -> dict:
             "detector_rate_hz": PAPER_FRAME_RATE_HZ[detector],
         }
     return results
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

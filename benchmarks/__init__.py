@@ -1,0 +1,1 @@
+"""Benchmarks of operando-stream: one module per subject, JSON results in results/."""
