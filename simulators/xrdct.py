@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import astra
+import fabio
 import h5py
 import numpy as np
+import xraylib
 from pyFAI.calibrant import get_calibrant
 from pyFAI.crystallography.resolution import Constant
 from pyFAI.detectors import Detector, detector_factory
@@ -61,6 +63,16 @@ PILATUS_PIXEL_M = 172e-6
 _ANODE_STAGES = (("graphite", 0.0), ("LiC30", 0.2), ("LiC12", 0.5), ("LiC6", 1.0))  # x in LixC6
 _SECONDARY_NMC_LATTICE_ANGSTROM = (2.869, 14.26)  # inactive secondary NMC532: fixed lattice
 _LAG_STRENGTH = 0.4  # how far lagging places stay behind the cell's state of charge
+_HC_KEV_ANGSTROM = 12.398419843320026
+# material -> (formula, density g/cm³ as present: coatings are 70 % solid)
+_ATTENUATING = {
+    "casing": ("Fe", 7.87),
+    "cu": ("Cu", 8.96),
+    "al": ("Al", 2.70),
+    "anode": ("C", 0.7 * 2.26),
+    "cathode": ("LiNi0.5Mn0.3Co0.2O2", 0.7 * 4.75),
+    "separator": ("C2H4", 0.95 * 0.6),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +186,13 @@ class XrdctSimulation:
         Rotation axis offset from the middle of the translation range, pixels.
     angle_range_deg : (float, float)
     cell : CylindricalCell
+    n_nmc_bins : int
+        Lattice bins that represent the primary NMC's continuous lattice.
+    attenuation : bool
+        Attenuate each ray by the transmission of its whole chord through the cell (the
+        zero-order self-absorption model the paper corrected for; at 2θ < 11° the
+        diffracted beam's path is the incident one's), with xraylib's total attenuation at
+        the beam energy. Off by default, so that ray patterns stay linear in the maps.
     """
 
     preset: XrdctPreset | str = "tiny"
@@ -183,6 +202,7 @@ class XrdctSimulation:
     angle_range_deg: tuple[float, float] = (0.0, 180.0)
     cell: CylindricalCell = field(default_factory=CylindricalCell)
     n_nmc_bins: int = 12
+    attenuation: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.preset, str):
@@ -305,10 +325,25 @@ class XrdctSimulation:
             astra.projector.delete(projector)
         return sinogram
 
+    def attenuation_map_per_m(self) -> np.ndarray:
+        """Linear attenuation coefficient (1/m) per voxel at the beam energy (xraylib)."""
+        energy_kev = _HC_KEV_ANGSTROM / WAVELENGTH_ANGSTROM
+        mu = np.zeros((self.n_px, self.n_px), np.float32)
+        for material, (formula, density_g_cm3) in _ATTENUATING.items():
+            mu_per_cm = xraylib.CS_Total_CP(formula, energy_kev) * density_g_cm3
+            mu += self._materials[material] * np.float32(mu_per_cm * 100)
+        return mu
+
     def _build_rays(self) -> None:
         basis = self._basis()
         self.basis_names = [name for name, _, _ in basis]
         self._ray_weights = np.stack([self._project(fraction) for _, fraction, _ in basis], axis=-1).astype(np.float32)
+        if self.attenuation:
+            chord = self._project(self.attenuation_map_per_m()) * self.preset.translation_step_m
+            self.transmission = np.exp(-chord).astype(np.float32)
+            self._ray_weights *= self.transmission[..., None]
+        else:
+            self.transmission = np.ones(self._ray_weights.shape[:2], np.float32)
         self._basis_patterns = np.stack([pattern for _, _, pattern in basis]).astype(np.float32)
         # air scatter, the same in every frame: falls off with angle (what edge rays show)
         self.air_pattern = (0.02 * np.exp(-self.radial_deg / 1.5) + 0.002).astype(np.float32)
@@ -377,6 +412,17 @@ class XrdctSimulation:
         """Write the geometry that made every frame as a pyFAI PONI file."""
         self.integrator.write(str(path))
         return Path(path)
+
+    def write_calibration(self, folder: Path) -> dict[str, Path]:
+        """What a beamline calibration leaves: ``CeO2.edf`` (the calibrant frame),
+        ``mask.edf`` (1 = masked) and ``geometry.poni``, readable by ``pyFAI-calib2``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {"calibrant": folder / "CeO2.edf", "mask": folder / "mask.edf", "poni": folder / "geometry.poni"}
+        fabio.edfimage.EdfImage(data=self.calibrant_frame()).write(str(paths["calibrant"]))
+        fabio.edfimage.EdfImage(data=self.mask.astype(np.int8)).write(str(paths["mask"]))
+        self.write_poni(paths["poni"])
+        return paths
 
     def write_ground_truth(self, path: Path) -> Path:
         """Phase and lattice maps, the noise-free 1D sinogram volume, the geometry and the

@@ -1,7 +1,8 @@
 """The ``operando`` command.
 
 Sub-commands: ``record`` (the recorder service), ``replay`` (re-emit a recorded run),
-``info`` (what a run file holds) and ``demo`` (the main job on embedded defaults).
+``info`` (what a run file holds), ``simulate`` (a simulated cell's calibration files and
+ground truth) and ``demo`` (the main job on embedded defaults).
 A user mistake (bad option value, missing file) gives one line on stderr and exit code 2,
 never a traceback.
 """
@@ -65,6 +66,14 @@ def _build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="runs, streams, frame counts, gaps and sizes of run files")
     info.add_argument("files", type=Path, nargs="+")
     info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    simulate = commands.add_parser("simulate", help="write a simulated cell's calibration files and ground truth")
+    simulate.add_argument("mode", choices=["xrdct"], help="which simulator")
+    simulate.add_argument("--preset", choices=["tiny", "small", "paper"], default="small")
+    simulate.add_argument("--soc", type=float, default=0.5, help="state of charge, 0 (discharged) to 1 (charged)")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--attenuation", action="store_true", help="zero-order self-absorption of each ray")
+    simulate.add_argument("--out", type=Path, required=True, help="output folder")
 
     demo = commands.add_parser("demo", help="stream a simulated run, record it, replay it, compare")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default %(default)s)")
@@ -150,6 +159,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.xrdct import XrdctSimulation
+
+    simulation = XrdctSimulation(args.preset, soc=args.soc, seed=args.seed, attenuation=args.attenuation)
+    paths = simulation.write_calibration(args.out)
+    paths["truth"] = simulation.write_ground_truth(args.out / "truth.h5")
+    for name, path in paths.items():
+        print(f"{name:10s} {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -166,7 +186,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"record": _cmd_record, "replay": _cmd_replay, "info": _cmd_info, "demo": _cmd_demo}
+_COMMANDS = {
+    "record": _cmd_record,
+    "replay": _cmd_replay,
+    "info": _cmd_info,
+    "simulate": _cmd_simulate,
+    "demo": _cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    if not args.verbose:  # pyFAI's OpenCL layer warns at import that the optional pyopencl is absent
+        logging.getLogger("silx.opencl").setLevel(logging.ERROR)
     try:
         return _COMMANDS[args.command](args)
     except (OperandoStreamError, OSError, ValueError) as exc:

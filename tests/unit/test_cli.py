@@ -185,6 +185,7 @@ def test_info_reports_runs_streams_counts_and_sizes(recorded_file, small_run, ca
         (["replay", "{recorded}", "--start", "5", "--stop", "1"], "replay.stop_s: must be after start_s"),
         (["record", "--out", "{tmp}", "--flush-interval", "0"], "recorder.flush_interval_s: must be a number > 0"),
         (["record", "--out", "{tmp}", "--frames", "nonsense://x"], "error"),
+        (["simulate", "xrdct", "--preset", "tiny", "--soc", "1.5", "--out", "{tmp}"], "soc must be within [0, 1]"),
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_code_2(argv, fragment, recorded_file, tmp_path):
@@ -211,3 +212,12 @@ def test_demo_streams_records_replays_and_compares(tmp_path, capsys):
 def test_module_runs_as_a_script():
     result = subprocess.run([*OPERANDO, "--help"], capture_output=True, text=True, timeout=60, env=os.environ)
     assert result.returncode == 0 and "record" in result.stdout and "replay" in result.stdout
+
+
+def test_simulate_writes_calibration_files_and_ground_truth(tmp_path, capsys):
+    assert main(["simulate", "xrdct", "--preset", "tiny", "--soc", "0.25", "--out", str(tmp_path)]) == 0
+    for name in ("CeO2.edf", "mask.edf", "geometry.poni", "truth.h5"):
+        assert (tmp_path / name).is_file(), name
+    with h5py.File(tmp_path / "truth.h5", "r") as file:
+        assert file["truth"].attrs["soc"] == 0.25
+    assert "truth" in capsys.readouterr().out

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 
+import fabio
 import h5py
 import numpy as np
 import pyFAI
 import pytest
+import xraylib
 from pyFAI.calibrant import get_calibrant
 
 from simulators.cell_phantom import CylindricalCell, material_fractions
@@ -178,3 +180,27 @@ def test_ground_truth_file_holds_maps_sinogram_and_geometry(discharged, tmp_path
         assert set(truth["phase_fractions"]) >= {"Fe", "Cu", "Al", "graphite", "LiC30", "NMC532", "separator"}
         assert truth["nmc_c_angstrom"].shape == (preset.n_translations, preset.n_translations)
         assert "Distance" in truth["poni"][()].decode() or "dist" in truth["poni"][()].decode()
+
+
+def test_attenuation_follows_beer_lambert_through_the_casing():
+    attenuated = XrdctSimulation("tiny", soc=0.0, seed=3, attenuation=True)
+    mu = attenuated.attenuation_map_per_m()
+    casing = attenuated._materials["casing"] > 0.99
+    assert np.median(mu[casing]) == pytest.approx(xraylib.CS_Total_CP("Fe", 103.5) * 7.87 * 100, rel=0.01)
+    # the central ray crosses the casing twice and the roll once: transmission well below 1
+    centre = round(attenuated.center_of_rotation_px)
+    assert 0.05 < attenuated.transmission[0, centre] < 0.6
+    assert attenuated.transmission[0, 0] == pytest.approx(1.0)  # air beside the cell
+    plain = XrdctSimulation("tiny", soc=0.0, seed=3)
+    seen = attenuated.ray_pattern(0, centre) - attenuated.air_pattern
+    unattenuated = plain.ray_pattern(0, centre) - plain.air_pattern
+    expected = unattenuated * attenuated.transmission[0, centre]
+    np.testing.assert_allclose(seen, expected, rtol=1e-4, atol=1e-3 * expected.max())
+
+
+def test_calibration_files_are_what_pyfai_calib2_reads(discharged, tmp_path):
+    paths = discharged.write_calibration(tmp_path)
+    image = fabio.open(str(paths["calibrant"])).data
+    np.testing.assert_array_equal(image, discharged.calibrant_frame())
+    assert fabio.open(str(paths["mask"])).data.sum() == discharged.mask.sum()
+    assert pyFAI.load(str(paths["poni"])).detector.shape == discharged.detector.shape
