@@ -13,9 +13,10 @@
   a voltage limit, a current cut-off, the cell emptied or filled. Nothing is refused silently.
 - :class:`Termination`: those reasons.
 
+- :class:`Battery`: the interface both backends offer (this one and the optional PyBaMM one
+  in :mod:`simulators.pybamm_battery`), so the potentiostat does not care which it drives.
+
 Sign convention: current > 0 charges the cell. Units: A, V, Ω, F, s, Ah.
-A PyBaMM (SPM/SPMe) backend can sit behind the same three methods; it is not part of this
-module and the equivalent circuit needs nothing beyond numpy.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 __all__ = [
     "AAA_NMC532_GRAPHITE",
     "COIN_NMC811_LI",
+    "Battery",
     "BatteryState",
     "CellModel",
     "EquivalentCircuitBattery",
@@ -145,6 +148,25 @@ class StepResult:
     state: BatteryState
 
 
+class Battery(Protocol):
+    """What a potentiostat needs of a simulated cell (both backends provide it)."""
+
+    nominal_capacity_ah: float
+    v_min: float
+    v_max: float
+
+    @property
+    def state(self) -> BatteryState: ...
+
+    def constant_current(self, current_a: float, duration_s: float, *, v_limit: float | None = None) -> StepResult: ...
+
+    def constant_voltage(
+        self, voltage_v: float, duration_s: float, *, current_cutoff_a: float | None = None
+    ) -> StepResult: ...
+
+    def rest(self, duration_s: float) -> StepResult: ...
+
+
 class EquivalentCircuitBattery:
     """R0 + R1||C1 + OCV(SOC) cell on a simulated clock.
 
@@ -159,6 +181,7 @@ class EquivalentCircuitBattery:
         if not 0.0 <= soc <= 1.0:
             raise ValueError(f"soc must be within [0, 1], got {soc}")
         self.cell = cell
+        self.nominal_capacity_ah, self.v_min, self.v_max = cell.nominal_capacity_ah, cell.v_min, cell.v_max
         self._soc = soc
         self._v_rc = 0.0
         self._time_s = 0.0

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -239,6 +239,11 @@ class XrdctSimulation:
         self._build_rays()
 
     # -- the cell ---------------------------------------------------------------------------
+
+    def with_soc(self, soc: float) -> XrdctSimulation:
+        """The same cell and scan at another state of charge (e.g. the battery model's),
+        for the frames of the next operando scan."""
+        return replace(self, soc=soc)
 
     @property
     def center_of_rotation_px(self) -> float:

@@ -99,3 +99,23 @@ def test_simulated_clock_runs_hours_in_no_time():
     assert clock.time() == 100.0 + 36000
     with pytest.raises(ValueError, match="cannot go back"):
         clock.advance(-1)
+
+
+def test_pybamm_backend_offers_the_same_interface_and_physics():
+    pybamm_battery = pytest.importorskip("simulators.pybamm_battery", reason="PyBaMM is an optional backend")
+    battery = pybamm_battery.PybammBattery("SPM", soc=1.0)
+    capacity = battery.nominal_capacity_ah
+    first = battery.constant_current(-capacity / 5, 1800.0)
+    assert first.termination is None and first.duration_s == pytest.approx(1800.0)
+    assert first.charge_ah == pytest.approx(-capacity / 5 * 0.5, rel=1e-3)
+    assert battery.state.soc == pytest.approx(0.9, abs=1e-3)
+    empty = battery.constant_current(-capacity, 3 * 3600.0, v_limit=3.0)
+    assert empty.termination is Termination.VOLTAGE_LIMIT
+    assert empty.state.voltage_v == pytest.approx(3.0, abs=1e-3)
+    rested = battery.rest(600.0).state
+    assert rested.voltage_v > 3.0 and rested.current_a == pytest.approx(0.0, abs=1e-9)  # relaxation upwards
+    charge = battery.constant_current(capacity / 2, 3 * 3600.0, v_limit=4.1)
+    assert charge.termination is Termination.VOLTAGE_LIMIT
+    hold = battery.constant_voltage(4.1, 3 * 3600.0, current_cutoff_a=capacity / 50)
+    assert hold.termination is Termination.CURRENT_CUTOFF
+    assert hold.state.current_a == pytest.approx(capacity / 50, rel=0.05)
