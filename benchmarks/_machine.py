@@ -1,10 +1,13 @@
-"""What every benchmark result records about the machine it ran on."""
+"""Shared by the benchmarks: what each result records about the machine, and timing."""
 
 from __future__ import annotations
 
 import multiprocessing
 import platform
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -24,3 +27,13 @@ def machine_description() -> dict[str, object]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
+
+
+def median_seconds(function: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``function``, seconds."""
+    durations = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        durations.append(time.perf_counter() - started)
+    return statistics.median(durations)

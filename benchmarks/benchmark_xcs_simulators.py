@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmarks._machine import machine_description
+from benchmarks._machine import machine_description, median_seconds
 from simulators.battery import AAA_NMC532_GRAPHITE, EquivalentCircuitBattery
 from simulators.coin_cell import CoinCellPhantom
 from simulators.hexitec import FRAME_RATE_HZ, HexitecSimulator
@@ -31,15 +29,6 @@ from simulators.xcs import sheet_column_atoms
 from simulators.xct import XctScan
 
 RESULTS = Path(__file__).parent / "results" / "xcs_simulators.json"
-
-
-def _median(function, repeats: int) -> float:
-    durations = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        durations.append(time.perf_counter() - started)
-    return statistics.median(durations)
 
 
 def per_frame_numpy_reference(simulator: HexitecSimulator, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -67,13 +56,15 @@ def main() -> None:
         atoms = sheet_column_atoms(phantom, 1.0, 0.75e-3, 0.25e-3)
         simulator = HexitecSimulator(atoms, occupancy=0.01, rng=np.random.default_rng(1))
         batch = 1000
-        hexitec_fps = batch / _median(lambda: simulator.frames(batch), 7)
-        reference_fps = 200 / _median(lambda: per_frame_numpy_reference(simulator, 200, np.random.default_rng(2)), 5)
+        hexitec_fps = batch / median_seconds(lambda: simulator.frames(batch), 7)
+        reference_fps = 200 / median_seconds(
+            lambda: per_frame_numpy_reference(simulator, 200, np.random.default_rng(2)), 5
+        )
         scan = XctScan(phantom, n_projections=360)
-        xct_pps = scan.n_projections / _median(lambda: scan.projections(0.5), 3)
+        xct_pps = scan.n_projections / median_seconds(lambda: scan.projections(0.5), 3)
         battery = EquivalentCircuitBattery(AAA_NMC532_GRAPHITE, soc=0.5)
         steps = 20_000
-        battery_sps = steps / _median(lambda: [battery.constant_current(1e-3, 1.0) for _ in range(steps)], 3)
+        battery_sps = steps / median_seconds(lambda: [battery.constant_current(1e-3, 1.0) for _ in range(steps)], 3)
     results.update(
         hexitec={
             "frames_per_s": hexitec_fps,

@@ -15,25 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from benchmarks._machine import machine_description
+from benchmarks._machine import machine_description, median_seconds
 from simulators.xrdct import XrdctSimulation
 
 RESULTS = Path(__file__).parent / "results" / "xrdct_simulator.json"
 
 
 def _median_rate(function, n: int) -> float:
-    durations = []
-    for i in range(n):
-        started = time.perf_counter()
-        function(i)
-        durations.append(time.perf_counter() - started)
-    return 1.0 / statistics.median(durations)
+    """Calls per second: ``function(i)`` for i in range(n), median of single calls."""
+    calls = iter(range(n))
+    return 1.0 / median_seconds(lambda: function(next(calls)), n)
 
 
 def bench(preset: str, n_frames: int) -> dict:

@@ -22,14 +22,23 @@ from dataclasses import dataclass
 import numpy as np
 import xraylib
 
-__all__ = ["Phase", "Reflections", "Site", "powder_pattern", "pseudo_voigt", "reflections", "wavelength_angstrom"]
+__all__ = [
+    "HC_KEV_ANGSTROM",
+    "Phase",
+    "Reflections",
+    "Site",
+    "powder_pattern",
+    "pseudo_voigt",
+    "reflections",
+    "wavelength_angstrom",
+]
 
-_HC_KEV_ANGSTROM = 12.398419843320026  # h c in keV Å (CODATA 2018)
+HC_KEV_ANGSTROM = 12.398419843320026  # h c in keV Å (CODATA 2018)
 
 
 def wavelength_angstrom(energy_kev: float) -> float:
     """X-ray wavelength in Å for a photon energy in keV."""
-    return _HC_KEV_ANGSTROM / energy_kev
+    return HC_KEV_ANGSTROM / energy_kev
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .xcs import XcsModel
+from .xcs import CD_K_EDGE_KEV, CD_KA_KEV, TE_K_EDGE_KEV, TE_KA_KEV, XcsModel
 
 __all__ = ["FRAME_RATE_HZ", "SHAPE", "ChargeSharing", "HexitecSimulator", "HexitecTruth"]
 
@@ -36,8 +36,6 @@ FRAME_RATE_HZ = 9118.87
 SHAPE = (80, 80)
 _N_PIXELS = SHAPE[0] * SHAPE[1]
 _NOISE_BANK_FRAMES = 512
-_CD_K_EDGE_KEV, _TE_K_EDGE_KEV = 26.711, 31.814
-_CD_KA_KEV, _TE_KA_KEV = 23.17, 27.47
 _NEIGHBOURS = np.array([(0, 1), (1, 0), (0, -1), (-1, 0)])
 _THIRD = 0.3
 
@@ -138,8 +136,8 @@ class HexitecSimulator:
         n_cd, n_te = (self._atoms @ escaped).sum(axis=0) * scale * 0.5
         grid = self.model.fine_energy_kev
         fluorescence = np.zeros_like(grid)
-        fluorescence[np.argmin(np.abs(grid - _CD_KA_KEV))] += n_cd
-        fluorescence[np.argmin(np.abs(grid - _TE_KA_KEV))] += n_te
+        fluorescence[np.argmin(np.abs(grid - CD_KA_KEV))] += n_cd
+        fluorescence[np.argmin(np.abs(grid - TE_KA_KEV))] += n_te
         shield = self.model.shield_source() * self._shield_per_frame
         uniform = self.model.to_hexitec_bins(self.model.escape(shield)[0] + fluorescence) / _N_PIXELS
         return spectra + uniform[None, None]
@@ -166,14 +164,14 @@ class HexitecSimulator:
         row, col = np.divmod(pixel, SHAPE[1])
         # CdTe K escape: the photon keeps E - Kα; half the Kα photons are caught elsewhere
         u = self.rng.random(energy.size)
-        cd = (energy > _CD_K_EDGE_KEV) & (u < self.model.cd_escape)
-        te = (energy > _TE_K_EDGE_KEV) & (u >= self.model.cd_escape) & (u < self.model.cd_escape + self.model.te_escape)
-        energy = energy - cd * _CD_KA_KEV - te * _TE_KA_KEV
+        cd = (energy > CD_K_EDGE_KEV) & (u < self.model.cd_escape)
+        te = (energy > TE_K_EDGE_KEV) & (u >= self.model.cd_escape) & (u < self.model.cd_escape + self.model.te_escape)
+        energy = energy - cd * CD_KA_KEV - te * TE_KA_KEV
         caught = (cd | te) & (self.rng.random(energy.size) < 0.5)
         n_caught = int(caught.sum())
         fluorescence_frame = frame_of[caught]
         fluorescence_pixel = self.rng.integers(0, _N_PIXELS, n_caught)
-        fluorescence_energy = np.where(cd[caught], _CD_KA_KEV, _TE_KA_KEV)
+        fluorescence_energy = np.where(cd[caught], CD_KA_KEV, TE_KA_KEV)
         frame_of = np.concatenate([frame_of, fluorescence_frame])
         row = np.concatenate([row, fluorescence_pixel // SHAPE[1]])
         col = np.concatenate([col, fluorescence_pixel % SHAPE[1]])

@@ -33,8 +33,9 @@ __all__ = ["HEXITEC_ENERGY_EDGES_KEV", "XcsModel", "element_spectrum", "sheet_co
 HEXITEC_ENERGY_EDGES_KEV = np.linspace(0.0, 200.0, 1001)
 CLASSICAL_ELECTRON_RADIUS_M = 2.8179403262e-15
 _FINE_STEP_KEV = 0.01
-_CD_K_EDGE_KEV, _TE_K_EDGE_KEV = 26.711, 31.814
-_CD_KA_KEV, _TE_KA_KEV = 23.17, 27.47
+#: CdTe detector: Cd and Te K absorption edges and Kα lines, keV
+CD_K_EDGE_KEV, TE_K_EDGE_KEV = 26.711, 31.814
+CD_KA_KEV, TE_KA_KEV = 23.17, 27.47
 #: W (pinhole) and Pb (shield) K lines: energy (keV) and relative intensity
 _SHIELD_LINES = ((57.98, 0.58), (59.32, 1.0), (67.24, 0.33), (72.80, 0.60), (74.97, 1.0), (84.94, 0.35))
 
@@ -147,8 +148,8 @@ class XcsModel:
         out = np.array(fine, dtype=float, copy=True)
         escaped = []
         for edge, line, probability in (
-            (_CD_K_EDGE_KEV, _CD_KA_KEV, self.cd_escape),
-            (_TE_K_EDGE_KEV, _TE_KA_KEV, self.te_escape),
+            (CD_K_EDGE_KEV, CD_KA_KEV, self.cd_escape),
+            (TE_K_EDGE_KEV, TE_KA_KEV, self.te_escape),
         ):
             escaping = fine * probability * (grid > edge)
             shift = round(line / _FINE_STEP_KEV)

@@ -42,6 +42,7 @@ from pyFAI.detectors import Detector, detector_factory
 from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 from .cell_phantom import CylindricalCell, lag_field, material_fractions
+from .crystal import HC_KEV_ANGSTROM
 from .phases import (
     AL_FCC,
     CU_FCC,
@@ -63,7 +64,6 @@ PILATUS_PIXEL_M = 172e-6
 _ANODE_STAGES = (("graphite", 0.0), ("LiC30", 0.2), ("LiC12", 0.5), ("LiC6", 1.0))  # x in LixC6
 _SECONDARY_NMC_LATTICE_ANGSTROM = (2.869, 14.26)  # inactive secondary NMC532: fixed lattice
 _LAG_STRENGTH = 0.4  # how far lagging places stay behind the cell's state of charge
-_HC_KEV_ANGSTROM = 12.398419843320026
 # material -> (formula, density g/cm³ as present: coatings are 70 % solid)
 _ATTENUATING = {
     "casing": ("Fe", 7.87),
@@ -230,6 +230,7 @@ class XrdctSimulation:
         self._pixel_bin = np.clip(bins, 0, p.n_radial - 1).ravel()
         corrections = self.integrator.solidAngleArray() * self.integrator.polarization(factor=0.99)
         self._pixel_weight = corrections.astype(np.float32).ravel()
+        self._hot_pixels = np.random.default_rng([self.seed, 7_777]).integers(0, self._pixel_bin.size, 8)
         self.angles_deg = np.linspace(*self.angle_range_deg, p.n_angles, endpoint=False)
         self.translations_mm = (np.arange(p.n_translations) - (p.n_translations - 1) / 2) * p.translation_step_m * 1e3
         self._materials = material_fractions(self.cell, self.n_px, p.translation_step_m)
@@ -332,7 +333,7 @@ class XrdctSimulation:
 
     def attenuation_map_per_m(self) -> np.ndarray:
         """Linear attenuation coefficient (1/m) per voxel at the beam energy (xraylib)."""
-        energy_kev = _HC_KEV_ANGSTROM / WAVELENGTH_ANGSTROM
+        energy_kev = HC_KEV_ANGSTROM / WAVELENGTH_ANGSTROM
         mu = np.zeros((self.n_px, self.n_px), np.float32)
         for material, (formula, density_g_cm3) in _ATTENUATING.items():
             mu_per_cm = xraylib.CS_Total_CP(formula, energy_kev) * density_g_cm3
@@ -378,13 +379,9 @@ class XrdctSimulation:
         flat = counts.reshape(-1)
         zingers = rng.integers(0, flat.size, rng.poisson(2e-6 * flat.size))
         flat[zingers] += rng.integers(500, 50_000, zingers.size, dtype=np.int32)
-        flat[self._hot_pixels()] = 2**20 - 1
+        flat[self._hot_pixels] = 2**20 - 1
         counts[self.mask] = -1
         return counts
-
-    def _hot_pixels(self) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, 7_777])
-        return rng.integers(0, self._pixel_bin.size, 8)
 
     def zigzag(self) -> Iterator[ZigzagFrame]:
         """The scan's frames in acquisition order (see the module docstring)."""
