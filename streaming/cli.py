@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .errors import OperandoStreamError
+from .errors import ConfigError, OperandoStreamError
 from .recorder import Recorder, RecorderConfig
 from .replay import ReplayConfig, replay
 from .runfile import COMPRESSIONS
@@ -60,7 +60,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--fast", action="store_true", help="as fast as possible")
     replay_cmd.add_argument("--start", type=float, metavar="S", help="window start, s from the run's first message")
     replay_cmd.add_argument("--stop", type=float, metavar="S", help="window end, s from the run's first message")
-    replay_cmd.add_argument("--subscribers", type=int, default=1, help="receivers to wait for on each channel")
+    replay_cmd.add_argument(
+        "--subscribers", type=int, default=1, help="subscriptions to wait for on each channel (a recorder makes one)"
+    )
     replay_cmd.add_argument("--wait", type=float, default=30.0, metavar="S", help="how long to wait for them")
 
     info = commands.add_parser("info", help="runs, streams, frame counts, gaps and sizes of run files")
@@ -162,7 +164,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.xrdct import XrdctSimulation
 
-    simulation = XrdctSimulation(args.preset, soc=args.soc, seed=args.seed, attenuation=args.attenuation)
+    try:
+        simulation = XrdctSimulation(args.preset, soc=args.soc, seed=args.seed, attenuation=args.attenuation)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     paths = simulation.write_calibration(args.out)
     paths["truth"] = simulation.write_ground_truth(args.out / "truth.h5")
     for name, path in paths.items():
@@ -206,8 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("silx.opencl").setLevel(logging.ERROR)
     try:
         return _COMMANDS[args.command](args)
-    except (OperandoStreamError, OSError, ValueError) as exc:
-        # user mistakes (bad values, missing or foreign files, busy ports): one line, no traceback
+    except (OperandoStreamError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        # user mistakes (bad values, missing or foreign files, bad endpoints): one line, no traceback
         print(f"operando {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -66,6 +66,12 @@ class SequenceTracker:
         counts.missing += seq - expected
         return seq - expected
 
+    def restart(self, run_uid: str) -> None:
+        """Start counting a run afresh (it is being sent again, e.g. replayed)."""
+        for key in [key for key in self.counts if key[0] == run_uid]:
+            del self.counts[key]
+            self._next.pop(key, None)
+
 
 class RejectionCounter:
     """Counts rejected messages by field and logs them at a decimating rate.

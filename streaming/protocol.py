@@ -25,6 +25,7 @@ Contents: :data:`PROTOCOL_VERSION`, :data:`FRAME_DTYPES`, :data:`DOCUMENT_NAMES`
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,8 @@ DEFAULT_MAX_DOCUMENT_BYTES = 16 * 2**20
 MAX_HEADER_BYTES = 64 * 2**10
 MAX_NDIM = 8
 _INT64_MAX = 2**63 - 1
+_MAX_DIMENSION = 2**31 - 1
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 #: Names of bluesky documents, with the string keys each must carry to be routed to its run.
 DOCUMENT_NAMES: dict[str, tuple[str, ...]] = {
@@ -225,7 +228,10 @@ def decode_frame(parts: Sequence[Any], *, max_frame_bytes: int = DEFAULT_MAX_FRA
             f"shape {header.shape} x itemsize {np.dtype(header.dtype).itemsize} = {header.nbytes} bytes, "
             f"but the buffer holds {data_buffer.nbytes}",
         )
-    data = np.frombuffer(data_buffer, dtype=header.dtype).reshape(header.shape)
+    try:
+        data = np.frombuffer(data_buffer, dtype=header.dtype).reshape(header.shape)
+    except ValueError as exc:  # numpy's own limits on dimensions
+        raise FrameDecodeError("shape", f"cannot view the buffer as {header.shape}: {exc}") from exc
     data.flags.writeable = False  # a view of the message: consumers must not scribble on it
     return Frame(header, data)
 
@@ -243,6 +249,11 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_key(value: Any) -> bool:
+    # stream names and position/index keys become HDF5 names: no '/', no '.' or '..'
+    return isinstance(value, str) and _NAME.fullmatch(value) is not None and value not in (".", "..")
 
 
 def _validate_header(raw: Any, topic: str) -> FrameHeader:
@@ -268,21 +279,25 @@ def _validate_header(raw: Any, topic: str) -> FrameHeader:
             raise FrameDecodeError(name, "missing field")
         if not check(raw[name]):
             raise FrameDecodeError(name, f"expected {expected}, got {raw[name]!r:.80}")
+    if not _NAME.fullmatch(raw["stream"]) or raw["stream"] in (".", ".."):
+        raise FrameDecodeError("stream", f"{raw['stream']!r:.80} is not a name of [A-Za-z0-9_.:-], 1-64 long")
     if raw["stream"] != topic:
         raise FrameDecodeError("topic", f"topic {topic!r} differs from header stream {raw['stream']!r}")
     if raw["dtype"] not in FRAME_DTYPES:
         raise FrameDecodeError("dtype", f"{raw['dtype']!r:.40} is not allowed; allowed: {sorted(FRAME_DTYPES)}")
     shape = raw["shape"]
-    if len(shape) > MAX_NDIM or not all(_is_int(n) and n >= 0 for n in shape):
-        raise FrameDecodeError("shape", f"expected at most {MAX_NDIM} ints >= 0, got {shape!r:.80}")
+    if len(shape) > MAX_NDIM or not all(_is_int(n) and 0 <= n <= _MAX_DIMENSION for n in shape):
+        raise FrameDecodeError("shape", f"expected at most {MAX_NDIM} ints in [0, 2**31), got {shape!r:.80}")
     positions = raw.get("positions", {})
-    if not isinstance(positions, dict) or not all(isinstance(k, str) and _is_real(v) for k, v in positions.items()):
-        raise FrameDecodeError("positions", f"expected a map of str to number, got {positions!r:.80}")
+    if not isinstance(positions, dict) or not all(
+        _is_key(k) and _is_real(v) and math.isfinite(v) for k, v in positions.items()
+    ):
+        raise FrameDecodeError("positions", f"expected a map of names to finite numbers, got {positions!r:.80}")
     indices = raw.get("indices", {})
     if not isinstance(indices, dict) or not all(
-        isinstance(k, str) and _is_int(v) and -_INT64_MAX <= v <= _INT64_MAX for k, v in indices.items()
+        _is_key(k) and _is_int(v) and 0 <= v <= _INT64_MAX for k, v in indices.items()
     ):
-        raise FrameDecodeError("indices", f"expected a map of str to int64, got {indices!r:.80}")
+        raise FrameDecodeError("indices", f"expected a map of names to ints >= 0, got {indices!r:.80}")
     return FrameHeader(
         run_uid=raw["run_uid"],
         stream=raw["stream"],
@@ -321,6 +336,25 @@ def unpack_payload(payload: bytes | memoryview) -> Any:
     return msgpack.unpackb(payload, raw=False)
 
 
+def _first_non_json(value: Any, depth: int = 0) -> str | None:
+    """Name of the first value a JSON document cannot hold (bytes, msgpack ext...), or None."""
+    if depth > 64:
+        return "structure nested deeper than 64 levels"
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return None
+    if isinstance(value, list):
+        return next((found for item in value if (found := _first_non_json(item, depth + 1))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{type(key).__name__} key"
+            found = _first_non_json(item, depth + 1)
+            if found:
+                return found
+        return None
+    return type(value).__name__
+
+
 def encode_document(name: str, doc: dict[str, Any], *, prefix: bytes = b"") -> bytes:
     """Build the one-part message ``prefix b" " name b" " payload`` of bluesky's 0MQ format.
 
@@ -347,10 +381,10 @@ def decode_document(
         Naming the field at fault: ``size``, ``parts``, ``name``, ``payload`` or a missing
         routing key of the document (``uid``, ``run_start``, ``descriptor``, ...).
     """
-    raw = bytes(message)
-    if len(raw) > max_document_bytes:
-        raise DocumentDecodeError("size", f"{len(raw)} bytes exceeds the cap of {max_document_bytes}")
-    pieces = raw.split(b" ", 2)
+    size = memoryview(message).nbytes
+    if size > max_document_bytes:
+        raise DocumentDecodeError("size", f"{size} bytes exceeds the cap of {max_document_bytes}")
+    pieces = bytes(message).split(b" ", 2)
     if len(pieces) != 3:
         raise DocumentDecodeError(
             "parts", f"expected 'prefix name payload' separated by spaces, got {len(pieces)} pieces"
@@ -368,6 +402,9 @@ def decode_document(
         raise DocumentDecodeError("payload", f"undecodable msgpack ({type(exc).__name__}: {exc})") from exc
     if not isinstance(doc, dict):
         raise DocumentDecodeError("payload", f"expected a msgpack map, got {type(doc).__name__}")
+    foreign = _first_non_json(doc)
+    if foreign is not None:
+        raise DocumentDecodeError("payload", f"documents hold JSON-like data only, found a {foreign}")
     for key in DOCUMENT_NAMES[name]:
         if not isinstance(doc.get(key), str):
             raise DocumentDecodeError(key, f"{name} document lacks the str field {key!r}")

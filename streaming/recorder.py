@@ -10,9 +10,12 @@
 Routing: a start document opens its run's file; descriptors, resources and stream resources
 are routed by their ``run_start``; events, datums and stream datums by the document they
 point to; frames by ``run_uid`` in their header. Frames that arrive before their start
-document wait (bounded by time and bytes) and are written once it comes, or into a file of
-their own. After a stop document the file stays open ``linger_s`` seconds for late frames; a
-frame that arrives later still reopens the file and is appended, never dropped.
+document wait (bounded by time and by their total bytes) and are written once it comes, or
+into a file of their own. After a stop document the file stays open ``linger_s`` seconds for
+late frames; a frame or document that arrives later still reopens the file and is appended,
+never dropped. A start document for a run already recorded and closed (a replay of it) starts
+a new file. A message that cannot be written is logged and counted (``write_errors``); it
+does not end the recording.
 """
 
 from __future__ import annotations
@@ -142,7 +145,10 @@ def run_file_name(run_uid: str, start: dict[str, Any] | None) -> str:
     """File name of a run: ``YYYYmmdd-HHMMSS_scan<id>_<uid8>.h5`` (local time of the start)."""
     if start is None:
         return f"run_{_safe_name(run_uid)}.h5"
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(float(start.get("time", time.time()))))
+    started = start.get("time")
+    if not (isinstance(started, (int, float)) and not isinstance(started, bool) and 0 <= started < 1e11):
+        started = time.time()  # a start document from the wire with no usable time
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
     scan_id = start.get("scan_id")
     scan = f"_scan{scan_id:05d}" if isinstance(scan_id, int) and not isinstance(scan_id, bool) else ""
     return f"{stamp}{scan}_{_safe_name(run_uid, 8)}.h5"
@@ -156,7 +162,9 @@ class Recorder:
     config : RecorderConfig
     context : zmq.Context, optional
     clock : callable
-        Receipt time stamps and timers, seconds since the epoch.
+        Receipt time stamps, seconds since the epoch.
+    monotonic : callable
+        Clock of the timers (flush, linger, pending), seconds.
 
     The sockets connect and subscribe in the constructor, so once it returns (and the
     publishers' ``wait_for_subscribers`` does) no message is lost to a slow join. Call
@@ -164,11 +172,17 @@ class Recorder:
     """
 
     def __init__(
-        self, config: RecorderConfig, *, context: zmq.Context | None = None, clock: Callable[[], float] = time.time
+        self,
+        config: RecorderConfig,
+        *,
+        context: zmq.Context | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         config.out_dir.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
+        self._clock = clock  # receipt time stamps (s since the epoch)
+        self._monotonic = monotonic  # timers: linger, pending, flush (immune to clock steps)
         self.documents = DocumentSubscriber(config.document_address, context=context)
         self.frames = FrameSubscriber(
             config.frame_address, context=context, hwm=config.frame_hwm, max_frame_bytes=config.max_frame_bytes
@@ -180,7 +194,10 @@ class Recorder:
         self._routes: dict[str, str] = {}
         self._pending: dict[str, _PendingFrames] = {}
         self._arrival = 0
-        self._last_flush = clock()
+        self._last_flush = monotonic()
+        self._pending_bytes = 0
+        self._last_start: str | None = None
+        self.write_errors = 0
         #: Every run seen, by uid, and the path of its file.
         self.files: dict[str, Path] = {}
         #: uids of the runs whose files are closed (complete on disk).
@@ -190,6 +207,7 @@ class Recorder:
         self._rejections_at_open: dict[str, _Rejections] = {}
         self.unroutable_documents = 0
         self.closed = False
+        self.failure: BaseException | None = None
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -232,14 +250,19 @@ class Recorder:
                 break
             n += 1
             now = self._clock()
-            if multipart:
-                frame = self.frames.accept(message)
-                if frame is not None:
-                    self._on_frame(frame, now)
-            else:
-                result = self.documents.accept(message)
-                if result is not None:
-                    self._on_document(*result, now)
+            try:
+                if multipart:
+                    frame = self.frames.accept(message)
+                    if frame is not None:
+                        self._on_frame(frame, now)
+                else:
+                    result = self.documents.accept(message)
+                    if result is not None:
+                        self._on_document(*result, now)
+            except Exception:  # one message that cannot be written must not end the recording
+                self.write_errors += 1
+                if self.write_errors in (1, 10, 100) or self.write_errors % 1000 == 0:
+                    logger.exception("could not record a message (#%d)", self.write_errors)
         return n
 
     def _next_arrival(self) -> int:
@@ -256,8 +279,8 @@ class Recorder:
         run_start = doc.get("run_start")
         if isinstance(run_start, str):
             return run_start
-        # resources without run_start (allowed by the schema) belong to the newest open run
-        return next(reversed(self._runs), None)
+        # resources without run_start (allowed by the schema) belong to the latest start
+        return self._last_start
 
     def _on_document(self, name: str, doc: dict[str, Any], now: float) -> None:
         run_uid = self._run_of(name, doc)
@@ -267,12 +290,22 @@ class Recorder:
             return
         if name in _ROUTE_TARGETS:
             self._routes[doc["uid"]] = run_uid
+        if name == "start" and run_uid in self.closed_runs and run_uid not in self._runs:
+            # the run is being sent again (a replay): a new recording, in a new file
+            logger.info("run %s starts again: recording it to a new file", run_uid)
+            del self.files[run_uid]
+            self.closed_runs.discard(run_uid)
+            self._rejections_at_open.pop(run_uid, None)
+            if self.frames.sequences is not None:
+                self.frames.sequences.restart(run_uid)
+        if name == "start":
+            self._last_start = run_uid
         if name == "start" and run_uid not in self.files:
             run = self._open_run(run_uid, now, start=doc)
         else:
             run = self._open_run(run_uid, now)
             run.writer.add_document(name, doc, recv_time=now, arrival=self._next_arrival())
-        run.last_activity = now
+        run.last_activity = self._monotonic()
         if name == "stop":
             run.stopped = True
 
@@ -282,13 +315,16 @@ class Recorder:
         run_uid = frame.header.run_uid
         if run_uid not in self._runs and run_uid not in self.files:
             # arrival indices are given when written, after the start document
-            pending = self._pending.setdefault(run_uid, _PendingFrames(since=now))
+            pending = self._pending.setdefault(run_uid, _PendingFrames(since=self._monotonic()))
             pending.frames.append((frame, now))
             pending.n_bytes += frame.data.nbytes
+            self._pending_bytes += frame.data.nbytes
+            if self._pending_bytes > self.config.max_pending_bytes:
+                self._open_run(run_uid, now)  # memory is bounded: these frames get their file now
             return
         run = self._open_run(run_uid, now)
         run.writer.add_frame(frame.header, frame.data, recv_time=now, arrival=self._next_arrival())
-        run.last_activity = now
+        run.last_activity = self._monotonic()
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -314,13 +350,14 @@ class Recorder:
         writer = RunFileWriter(path, run_uid, compression=self.config.compression)
         # a reopened run closes again after the linger, as it did the first time
         at_open = self._rejections_at_open.setdefault(run_uid, self._rejections())
-        run = self._runs[run_uid] = _OpenRun(writer, at_open, now, stopped=run_uid in self.closed_runs)
+        run = self._runs[run_uid] = _OpenRun(writer, at_open, self._monotonic(), stopped=run_uid in self.closed_runs)
         self.files[run_uid] = path
         self.closed_runs.discard(run_uid)
         if start is not None:
             writer.add_document("start", start, recv_time=now, arrival=self._next_arrival())
         pending = self._pending.pop(run_uid, None)
         if pending is not None:
+            self._pending_bytes -= pending.n_bytes
             for frame, recv_time in pending.frames:
                 writer.add_frame(frame.header, frame.data, recv_time=recv_time, arrival=self._next_arrival())
         return run
@@ -345,15 +382,13 @@ class Recorder:
         self._flush_run(run_uid, run)
         run.writer.close(end_time=self._clock())
         self.closed_runs.add(run_uid)
-        for key in [key for key, uid in self._routes.items() if uid == run_uid]:
-            del self._routes[key]
 
     def _housekeeping(self) -> None:
-        now = self._clock()
+        now = self._monotonic()
         for run_uid, pending in list(self._pending.items()):
-            if now - pending.since > self.config.pending_timeout_s or pending.n_bytes > self.config.max_pending_bytes:
+            if now - pending.since > self.config.pending_timeout_s:
                 logger.warning("frames of run %s arrived without its start document", run_uid)
-                self._open_run(run_uid, now)
+                self._open_run(run_uid, self._clock())
         if now - self._last_flush >= self.config.flush_interval_s:
             for run_uid, run in self._runs.items():
                 self._flush_run(run_uid, run)
@@ -366,26 +401,39 @@ class Recorder:
         """Flush every open run now."""
         for run_uid, run in self._runs.items():
             self._flush_run(run_uid, run)
-        self._last_flush = self._clock()
+        self._last_flush = self._monotonic()
 
     def close(self) -> None:
-        """Write out waiting frames, close every run file cleanly and the sockets."""
+        """Write out waiting frames, close every run file cleanly and the sockets.
+
+        Each run is closed on its own: one that fails is logged and the others still close.
+        """
         if self.closed:
             return
-        now = self._clock()
-        for run_uid in list(self._pending):
-            self._open_run(run_uid, now)
-        for run_uid in list(self._runs):
-            self._close_run(run_uid)
-        self.documents.close()
-        self.frames.close()
-        self.closed = True
+        try:
+            now = self._clock()
+            for run_uid in list(self._pending):
+                self._guarded(self._open_run, run_uid, now)
+            for run_uid in list(self._runs):
+                self._guarded(self._close_run, run_uid)
+        finally:
+            self.documents.close()
+            self.frames.close()
+            self.closed = True
         if self.documents.rejections.total or self.frames.rejections.total:
             logger.warning(
                 "rejected %d document and %d frame messages",
                 self.documents.rejections.total,
                 self.frames.rejections.total,
             )
+
+    def _guarded(self, action: Callable[..., object], run_uid: str, *args: object) -> None:
+        try:
+            action(run_uid, *args)
+        except Exception:
+            self.write_errors += 1
+            logger.exception("could not finish the file of run %s", run_uid)
+            self._runs.pop(run_uid, None)
 
 
 class RecorderThread:
@@ -398,8 +446,14 @@ class RecorderThread:
     def __init__(self, config: RecorderConfig, *, context: zmq.Context | None = None) -> None:
         self.recorder = Recorder(config, context=context)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.recorder.run, args=(self._stop,), name="recorder", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.recorder.run(self._stop)
+        except BaseException as exc:  # handed to the thread that calls stop()
+            self.recorder.failure = exc
 
     def stop(self, timeout_s: float = 30.0) -> Recorder:
         """Stop recording, close every file, and return the recorder for inspection."""
@@ -407,6 +461,8 @@ class RecorderThread:
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             raise RuntimeError(f"recorder thread did not stop within {timeout_s} s")
+        if self.recorder.failure is not None:
+            raise RuntimeError("the recorder thread failed") from self.recorder.failure
         return self.recorder
 
     def __enter__(self) -> RecorderThread:

@@ -86,7 +86,8 @@ def replay(
     for message in reader.messages():
         if first_recv_time is None:
             first_recv_time = message.recv_time
-        offset_s = message.recv_time - first_recv_time
+        # frames that waited for their start document were received before it: offset 0
+        offset_s = max(0.0, message.recv_time - first_recv_time)
         in_window = (config.start_s is None or offset_s >= config.start_s) and (
             config.stop_s is None or offset_s < config.stop_s
         )

@@ -384,16 +384,12 @@ class RunFileWriter:
             for key in ("plan_name", "scan_id"):
                 if isinstance(start.get(key), (str, int)) and not isinstance(start.get(key), bool):
                     attrs[key] = start[key]
-            if isinstance(start.get("time"), (int, float)):
+            if _is_number(start.get("time")):
                 attrs["start_time"] = _iso(start["time"])
 
     def add_frame(self, header: FrameHeader, data: np.ndarray, *, recv_time: float, arrival: int) -> None:
         """Write one frame now (bounded memory); its metadata rows go out at the next flush."""
         self._stream_for(header).append(header, data, recv_time, arrival)
-
-    def frames_written(self, stream: str) -> int:
-        """Frames written so far to stream group ``stream``."""
-        return self._streams[stream].n_frames if stream in self._streams else 0
 
     def update_diagnostics(
         self,
@@ -451,7 +447,7 @@ class RunFileWriter:
             if stop is not None:
                 attrs["complete"] = True
                 attrs["exit_status"] = str(stop.get("exit_status", ""))
-                if isinstance(stop.get("time"), (int, float)):
+                if _is_number(stop.get("time")):
                     attrs["end_time"] = _iso(stop["time"])
             elif not attrs["complete"] and end_time is not None:
                 # a file reopened for late frames keeps the stop it had
@@ -462,6 +458,10 @@ class RunFileWriter:
         self._file.close()
         self.closed = True
         logger.info("closed %s (%d documents)", self.path, self.n_documents)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _iso(epoch_s: float) -> str:

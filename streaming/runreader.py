@@ -28,7 +28,8 @@ __all__ = ["Message", "RunFileReader", "RunSummary", "StreamSummary"]
 
 _ENTRY = "entry"
 _READ_BLOCK = 4096  # metadata rows read at once while iterating
-_SMALL_FRAME_BYTES = 2**16  # frames up to this size are read _READ_BLOCK at a time
+_SMALL_FRAME_BYTES = 2**16  # frames up to this size are read many at a time ...
+_READ_BYTES = 8 * 2**20  # ... up to this many bytes per stream
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ class RunFileReader:
         # at ~6 k frames/s); large ones one by one, since a multi-chunk read of Pilatus 2M
         # frames costs 9 ms per frame against 2.9 ms for read_frame.
         frame_bytes = max(1, dataset.dtype.itemsize * int(np.prod(shape)))
-        block_length = _READ_BLOCK if frame_bytes <= _SMALL_FRAME_BYTES else 1
+        block_length = max(1, min(_READ_BLOCK, _READ_BYTES // frame_bytes)) if frame_bytes <= _SMALL_FRAME_BYTES else 1
         for block_start in range(start, n, block_length):
             block = slice(block_start, min(n, block_start + block_length))
             data = dataset[block] if block_length > 1 else [read_frame(dataset, block_start)]

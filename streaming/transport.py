@@ -59,6 +59,7 @@ DEFAULT_FRAME_ADDRESS = "tcp://127.0.0.1:5578"
 DEFAULT_FRAME_HWM = 100
 DEFAULT_DOCUMENT_HWM = 100_000
 DEFAULT_LINGER_S = 5.0
+_HARD_SIZE_FACTOR = 4  # receive-side hard limit, in multiples of the decoding cap
 
 Pattern = Literal["pub", "push"]
 
@@ -145,6 +146,8 @@ class _SubscriptionCounter:
     def wait_for_subscribers(self, n: int = 1, timeout_s: float = 10.0) -> None:
         """Block until at least ``n`` subscriptions are registered.
 
+        Subscriptions, not receivers: a receiver filtering on k streams makes k (ours
+        without a filter, the recorder's and bluesky's ``RemoteDispatcher``, make one).
         Once this returns, every message published reaches those subscribers (no slow-joiner
         loss). Raises :class:`~streaming.errors.HandshakeTimeoutError` after ``timeout_s`` seconds.
         """
@@ -226,6 +229,7 @@ class DocumentSubscriber(_Endpoint):
         self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
         self.prefix = prefix
         self.max_document_bytes = max_document_bytes
+        self.socket.setsockopt(zmq.MAXMSGSIZE, _HARD_SIZE_FACTOR * max_document_bytes)
         self.rejections = RejectionCounter("document")
         self.n_received = 0
 
@@ -345,7 +349,11 @@ class FramePublisher(_SubscriptionCounter, _Endpoint):
         indices: dict[str, int] | None = None,
         timestamp: float | None = None,
     ) -> FrameHeader:
-        """Send one frame, numbering it in its (run, stream) sequence; returns its header."""
+        """Send one frame, numbering it in its (run, stream) sequence; returns its header.
+
+        Like :meth:`send`, without a copy: do not modify ``data`` afterwards (allocate a new
+        array per frame rather than refilling one buffer).
+        """
         key = (run_uid, stream)
         seq = self._next_seq.get(key, 0)
         array = np.asarray(data, order="C")
@@ -428,10 +436,14 @@ class FrameSubscriber(_Endpoint):
             for topic in sorted(self.streams) if self.streams else [""]:
                 self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self.max_frame_bytes = max_frame_bytes
+        # libzmq drops the connection of a peer sending parts this large, before buffering
+        # them; up to it, oversize frames are received, counted and skipped (field "size")
+        self.socket.setsockopt(zmq.MAXMSGSIZE, _HARD_SIZE_FACTOR * max_frame_bytes)
         self.rejections = RejectionCounter("frame")
         track = pattern == "sub" if track_sequence is None else track_sequence
         self.sequences = SequenceTracker() if track else None
         self.n_received = 0
+        self._gap_events = 0
 
     def accept(self, parts: list[Any]) -> Frame | None:
         """Validate one received multipart message; return the frame, or ``None`` if rejected."""
@@ -444,10 +456,13 @@ class FrameSubscriber(_Endpoint):
         if self.streams is not None and header.stream not in self.streams:
             return None
         self.n_received += 1
-        if self.sequences is not None:
-            missing = self.sequences.observe(header.run_uid, header.stream, header.seq)
-            if missing:
-                logger.warning("%d frames missing before seq %d of %s", missing, header.seq, header.stream)
+        if self.sequences is not None and self.sequences.observe(header.run_uid, header.stream, header.seq):
+            self._gap_events += 1
+            if self._gap_events in (1, 10, 100) or self._gap_events % 1000 == 0:
+                counts = self.sequences.counts[(header.run_uid, header.stream)]
+                logger.warning(
+                    "gap #%d in %s: %d frames missing so far", self._gap_events, header.stream, counts.missing
+                )
         return frame
 
     def recv(self, timeout_s: float | None = None) -> Frame | None:

@@ -117,6 +117,11 @@ def test_header_carries_the_fields_the_design_requires():
         pytest.param(with_header(positions={"x": "a"}), "positions", id="positions-str-value"),
         pytest.param(with_header(indices={"angle": 1.5}), "indices", id="indices-float"),
         pytest.param(with_header(stream=_DELETE), "stream", id="stream-missing"),
+        pytest.param([b"../x", *with_header(stream="../x")[1:]], "stream", id="stream-path"),
+        pytest.param(with_header(shape=[0, 2**62, 2**62]), "shape", id="shape-huge-dimension"),
+        pytest.param(with_header(positions={"a/b": 1.0}), "positions", id="positions-key-path"),
+        pytest.param(with_header(positions={"x": float("nan")}), "positions", id="positions-nan"),
+        pytest.param(with_header(indices={"angle": -1}), "indices", id="indices-negative"),
     ],
 )
 def test_each_malformation_is_rejected_naming_its_field(parts, field):
@@ -216,6 +221,8 @@ def test_document_message_has_blueskys_wire_layout():
         pytest.param(b" event " + msgpack.packb({"uid": "e"}), "descriptor", id="event-without-descriptor"),
         pytest.param(b" stop " + msgpack.packb({"uid": "s", "run_start": 5}), "run_start", id="stop-run-start-int"),
         pytest.param(b" \xff\xff " + msgpack.packb({}), "name", id="name-not-utf8"),
+        pytest.param(b" start " + msgpack.packb({"uid": "u", "blob": b"\x00"}), "payload", id="payload-bytes"),
+        pytest.param(b" start " + msgpack.packb({"uid": "u", 1: 2}), "payload", id="int-key"),
     ],
 )
 def test_each_document_malformation_is_rejected_naming_its_field(message, field):

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulators.synthetic import SyntheticRun
+from streaming.demo import publish_synthetic_run
 from streaming.errors import ConfigError
 from streaming.recorder import RecorderConfig, RecorderThread, run_file_name
 from streaming.replay import ReplayConfig, replay
@@ -274,3 +275,20 @@ def test_a_small_run_records_in_one_file_per_run(tmp_path):
     first = record_synthetic_run(tmp_path, SyntheticRun(n_angles=1, n_translations=2, frame_shape=(8, 8), seed=1))
     second = record_synthetic_run(tmp_path, SyntheticRun(n_angles=1, n_translations=2, frame_shape=(8, 8), seed=2))
     assert first != second and first.exists() and second.exists()
+
+
+def test_replaying_a_run_into_the_recorder_that_holds_it_makes_a_new_file(recording):
+    documents, frames, recorder = recording
+    run = SyntheticRun(n_angles=2, n_translations=5, frame_shape=(16, 16), seed=3)
+    publish_synthetic_run(run, documents, frames)
+    wait_until_closed(recorder)
+    (original,) = recorder.files.values()
+    with RunFileReader(original) as reader:
+        replay(reader, documents, frames, ReplayConfig(speed=None))
+    wait_until(lambda: len(recorder.closed_runs) == 1 and recorder.idle and recorder.files[reader.run_uid] != original)
+    again = recorder.files[reader.run_uid]
+    with RunFileReader(original) as first, RunFileReader(again) as second:
+        assert first.n_frames("pilatus") == second.n_frames("pilatus") == run.n_frames
+        (stream,) = second.summary().streams
+        assert (stream.missing, stream.late) == (0, 0)
+        assert [d[:2] for d in first.documents()] == [d[:2] for d in second.documents()]
