@@ -148,6 +148,11 @@ class StepResult:
     state: BatteryState
 
 
+def _check_duration(duration_s: float) -> None:
+    if not (math.isfinite(duration_s) and duration_s >= 0):
+        raise ValueError(f"duration_s must be a finite number >= 0, got {duration_s}")
+
+
 class Battery(Protocol):
     """What a potentiostat needs of a simulated cell (both backends provide it)."""
 
@@ -181,7 +186,6 @@ class EquivalentCircuitBattery:
         if not 0.0 <= soc <= 1.0:
             raise ValueError(f"soc must be within [0, 1], got {soc}")
         self.cell = cell
-        self.nominal_capacity_ah, self.v_min, self.v_max = cell.nominal_capacity_ah, cell.v_min, cell.v_max
         self._soc = soc
         self._v_rc = 0.0
         self._time_s = 0.0
@@ -189,6 +193,18 @@ class EquivalentCircuitBattery:
         self._current_a = 0.0
 
     # -- state ------------------------------------------------------------------------------
+
+    @property
+    def nominal_capacity_ah(self) -> float:
+        return self.cell.nominal_capacity_ah
+
+    @property
+    def v_min(self) -> float:
+        return self.cell.v_min
+
+    @property
+    def v_max(self) -> float:
+        return self.cell.v_max
 
     def _voltage(self, soc: float, v_rc: float, current_a: float) -> float:
         return self.cell.ocv(soc) + current_a * self.cell.r0_ohm + v_rc
@@ -224,8 +240,13 @@ class EquivalentCircuitBattery:
         """Pass ``current_a`` for ``duration_s``, stopping exactly where the terminal
         voltage reaches ``v_limit`` (default: the cell's window edge in the current's
         direction) or the cell empties or fills."""
-        if duration_s < 0:
-            raise ValueError(f"duration_s must be >= 0, got {duration_s}")
+        _check_duration(duration_s)
+        if not math.isfinite(current_a):
+            raise ValueError(f"current_a must be finite, got {current_a}")
+        if v_limit is not None and not self.cell.v_min <= v_limit <= self.cell.v_max:
+            raise ValueError(
+                f"v_limit {v_limit} V is outside the cell's window [{self.cell.v_min}, {self.cell.v_max}] V"
+            )
         if current_a == 0:
             return self.rest(duration_s)
         charging = current_a > 0
@@ -267,6 +288,9 @@ class EquivalentCircuitBattery:
             raise ValueError(
                 f"voltage_v {voltage_v} V is outside the cell's window [{self.cell.v_min}, {self.cell.v_max}] V"
             )
+        _check_duration(duration_s)
+        if not dt_s > 0:
+            raise ValueError(f"dt_s must be > 0, got {dt_s}")
         elapsed, charge_before, termination = 0.0, self._charge_ah, None
         while elapsed < duration_s:
             step = min(dt_s, duration_s - elapsed)
@@ -290,5 +314,6 @@ class EquivalentCircuitBattery:
 
     def rest(self, duration_s: float) -> StepResult:
         """Open circuit for ``duration_s``: no current, the RC voltage relaxes."""
+        _check_duration(duration_s)
         self._commit(0.0, duration_s)
         return StepResult(duration_s, 0.0, None, self.state)

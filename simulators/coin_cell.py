@@ -31,7 +31,7 @@ AVOGADRO = 6.02214076e23
 MATERIALS: dict[str, tuple[str, float]] = {
     "steel": ("Fe0.70Cr0.18Ni0.10Mn0.02", 7.90),
     "li_metal": ("Li", 0.534),
-    "separator": ("C3H6", 0.90 * 0.5),  # polypropylene, half of it pores (counted as electrolyte)
+    "separator": ("C3H6", 0.90),  # polypropylene; its pores are counted as electrolyte
     "electrolyte": ("C3H4O3Li0.088P0.088F0.53", 1.32),  # 1 M LiPF6 in ethylene carbonate
 }
 CATHODE_FORMULA = "Ni0.8Mn0.1Co0.1O2"  # plus x Li per formula unit
@@ -112,6 +112,8 @@ class CoinCellPhantom:
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __post_init__(self) -> None:
+        if self.n_xy < 1 or self.n_z < 1:
+            raise ValueError(f"n_xy and n_z must be >= 1, got {self.n_xy}, {self.n_z}")
         c = self.cell
         self.voxel_xy_m = c.diameter_m / self.n_xy
         self.voxel_z_m = c.height_m / self.n_z
@@ -194,10 +196,14 @@ class CoinCellPhantom:
 
         for name in ("steel", "li_metal", "separator", "electrolyte"):
             add(*MATERIALS[name], self.fractions[name])
-        # the cathode: its host lattice, and x Li per formula unit
+        # the cathode: formula units from the lithiated oxide's density and molar mass, host
+        # atoms per formula unit, and x Li of each
+        lithiated = xraylib.CompoundParser("Li" + CATHODE_FORMULA)
+        formula_per_m3 = CATHODE_DENSITY_G_CM3 * 1e6 / lithiated["molarMass"] * AVOGADRO
         host = xraylib.CompoundParser(CATHODE_FORMULA)
-        formula_per_m3 = CATHODE_DENSITY_G_CM3 * 1e6 / host["molarMass"] * AVOGADRO
-        add(CATHODE_FORMULA, CATHODE_DENSITY_G_CM3, self.fractions["cathode_solid"])
+        solid = self.fractions["cathode_solid"]
+        for z, per_formula in zip(host["Elements"], host["nAtoms"], strict=True):
+            atoms[z] = atoms.get(z, 0) + solid * np.float32(per_formula * formula_per_m3)
         x = np.nan_to_num(self.lithium_content(soc))
-        atoms[3] = atoms.get(3, 0) + self.fractions["cathode_solid"] * x * np.float32(formula_per_m3)
+        atoms[3] = atoms.get(3, 0) + solid * x * np.float32(formula_per_m3)
         return atoms

@@ -125,7 +125,7 @@ def _form_factor(elements: dict[int, float], s_inv_angstrom: np.ndarray) -> np.n
 
 
 def reflections(
-    phase: Phase, wavelength: float, two_theta_max_deg: float, *, min_relative: float = 1e-5
+    phase: Phase, wavelength_angstrom: float, two_theta_max_deg: float, *, min_relative: float = 1e-5
 ) -> Reflections:
     """Reflections of ``phase`` up to ``two_theta_max_deg`` for a wavelength in Å.
 
@@ -133,7 +133,7 @@ def reflections(
     sum over all hkl sharing a d-spacing (multiplicity), L = 1/(sin θ sin 2θ) the powder
     Lorentz factor. Polarisation is left to the 2D detector geometry.
     """
-    d_min = wavelength / (2 * math.sin(math.radians(two_theta_max_deg) / 2))
+    d_min = wavelength_angstrom / (2 * math.sin(math.radians(two_theta_max_deg) / 2))
     lengths = np.array([phase.a_angstrom, phase.b_angstrom, phase.c_angstrom])
     limits = np.ceil(lengths / d_min).astype(int) + 1
     grid = np.array(list(itertools.product(*(range(-n, n + 1) for n in limits))))
@@ -151,9 +151,11 @@ def reflections(
         f = _form_factor(site.elements, unique_s)[inverse]
         positions = np.asarray(site.positions, float)
         amplitude += f * np.exp(2j * np.pi * grid @ positions.T).sum(axis=1)
+    if grid.size == 0:
+        return Reflections(np.zeros((0, 3), int), np.zeros(0), np.zeros(0), np.zeros(0))
     f_squared = np.abs(amplitude) ** 2 * np.exp(-2 * phase.b_iso_angstrom2 * s**2)
     summed = np.bincount(inverse, weights=f_squared)
-    theta = np.arcsin(wavelength / (2 * unique_d))
+    theta = np.arcsin(wavelength_angstrom / (2 * unique_d))
     intensity = summed / (np.sin(theta) * np.sin(2 * theta)) / phase.volume_angstrom3**2
     present = intensity > min_relative * intensity.max()
     representative = np.array(
@@ -178,10 +180,11 @@ def pseudo_voigt(x: np.ndarray, center: float, fwhm: float, eta: float) -> np.nd
 
 
 def powder_pattern(
-    phase: Phase, two_theta_deg: np.ndarray, wavelength: float, *, fwhm_deg: float, eta: float = 0.5
+    phase: Phase, two_theta_deg: np.ndarray, wavelength_angstrom: float, *, fwhm_deg: float, eta: float = 0.5
 ) -> np.ndarray:
-    """Intensity of ``phase`` on the 2θ axis (degrees): its reflections as pseudo-Voigts."""
-    refl = reflections(phase, wavelength, float(two_theta_deg.max()) + 5 * fwhm_deg)
+    """Intensity of ``phase`` on the 2θ axis (degrees): its reflections as pseudo-Voigts
+    of the instrumental width ``fwhm_deg`` times the phase's ``fwhm_scale``."""
+    refl = reflections(phase, wavelength_angstrom, float(two_theta_deg.max()) + 5 * fwhm_deg)
     pattern = np.zeros_like(two_theta_deg, dtype=float)
     width = fwhm_deg * phase.fwhm_scale
     for center, intensity in zip(refl.two_theta_deg, refl.intensity, strict=True):

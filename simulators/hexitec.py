@@ -138,8 +138,10 @@ class HexitecSimulator:
         fluorescence = np.zeros_like(grid)
         fluorescence[np.argmin(np.abs(grid - CD_KA_KEV))] += n_cd
         fluorescence[np.argmin(np.abs(grid - TE_KA_KEV))] += n_te
-        shield = self.model.shield_source() * self._shield_per_frame
-        uniform = self.model.to_hexitec_bins(self.model.escape(shield)[0] + fluorescence) / _N_PIXELS
+        shield_escaped, shield_escapes = self.model.escape(self.model.shield_source() * self._shield_per_frame)
+        fluorescence[np.argmin(np.abs(grid - CD_KA_KEV))] += 0.5 * shield_escapes[0]
+        fluorescence[np.argmin(np.abs(grid - TE_KA_KEV))] += 0.5 * shield_escapes[1]
+        uniform = self.model.to_hexitec_bins(shield_escaped + fluorescence) / _N_PIXELS
         return spectra + uniform[None, None]
 
     # -- frames ---------------------------------------------------------------------------------

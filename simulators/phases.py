@@ -129,7 +129,8 @@ class BroadPeak:
     d_angstrom : float
         Line position, Å.
     fwhm_deg : float
-        Width in 2θ, degrees (Scherrer broadening of small crystallites).
+        Own width in 2θ, degrees (Scherrer broadening of small crystallites); the
+        instrument's adds in quadrature.
     intensity : float
         Integrated intensity per unit volume, in the units of :func:`~.crystal.reflections`.
     """
@@ -139,9 +140,11 @@ class BroadPeak:
     fwhm_deg: float
     intensity: float
 
-    def pattern(self, two_theta_deg: np.ndarray, wavelength: float) -> np.ndarray:
-        center = math.degrees(2 * math.asin(wavelength / (2 * self.d_angstrom)))
-        return self.intensity * pseudo_voigt(two_theta_deg, center, self.fwhm_deg, 0.5)
+    def pattern(self, two_theta_deg: np.ndarray, wavelength_angstrom: float, instrument_fwhm_deg: float) -> np.ndarray:
+        """The line on a 2θ axis, its own width and the instrument's added in quadrature."""
+        center = math.degrees(2 * math.asin(wavelength_angstrom / (2 * self.d_angstrom)))
+        width = math.hypot(self.fwhm_deg, instrument_fwhm_deg)
+        return self.intensity * pseudo_voigt(two_theta_deg, center, width, 0.5)
 
 
 #: Polyethylene separator: its (110) line (d = 4.11 Å), 15 nm crystallites (Scherrer width
@@ -151,9 +154,9 @@ SEPARATOR = BroadPeak(name="separator", d_angstrom=4.11, fwhm_deg=0.05, intensit
 
 
 def pattern_of(
-    component: Phase | BroadPeak, two_theta_deg: np.ndarray, wavelength: float, fwhm_deg: float
+    component: Phase | BroadPeak, two_theta_deg: np.ndarray, wavelength_angstrom: float, fwhm_deg: float
 ) -> np.ndarray:
     """1D pattern of a crystalline phase or a broad line on a 2θ axis (degrees)."""
     if isinstance(component, BroadPeak):
-        return component.pattern(two_theta_deg, wavelength)
-    return powder_pattern(component, two_theta_deg, wavelength, fwhm_deg=fwhm_deg)
+        return component.pattern(two_theta_deg, wavelength_angstrom, fwhm_deg)
+    return powder_pattern(component, two_theta_deg, wavelength_angstrom, fwhm_deg=fwhm_deg)

@@ -58,12 +58,15 @@ class PybammBattery:
         else:
             self._solution = simulation.solve(starting_solution=self._solution)
         after = self.state
-        reason = self._solution.cycles[-1].steps[-1].termination
-        termination = None
-        if "Voltage" in reason or "voltage" in reason:
+        reason = self._solution.cycles[-1].steps[-1].termination.lower()
+        if reason == "final time":
+            termination = None
+        elif "voltage" in reason:
             termination = Termination.VOLTAGE_LIMIT
-        elif "Current" in reason or "current" in reason:
+        elif "current" in reason:
             termination = Termination.CURRENT_CUTOFF
+        else:  # a stoichiometry or concentration limit: the electrode is full or empty
+            termination = Termination.FULL if after.charge_ah > before.charge_ah else Termination.EMPTY
         return StepResult(after.time_s - before.time_s, after.charge_ah - before.charge_ah, termination, after)
 
     @property

@@ -16,7 +16,7 @@ Energies in keV, lengths in m, angles in rad inside.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import xraylib
@@ -33,6 +33,7 @@ __all__ = ["HEXITEC_ENERGY_EDGES_KEV", "XcsModel", "element_spectrum", "sheet_co
 HEXITEC_ENERGY_EDGES_KEV = np.linspace(0.0, 200.0, 1001)
 CLASSICAL_ELECTRON_RADIUS_M = 2.8179403262e-15
 _FINE_STEP_KEV = 0.01
+_FINE_MIN_KEV, _FINE_MAX_KEV = 40.0, 130.0
 #: CdTe detector: Cd and Te K absorption edges and Kα lines, keV
 CD_K_EDGE_KEV, TE_K_EDGE_KEV = 26.711, 31.814
 CD_KA_KEV, TE_KA_KEV = 23.17, 27.47
@@ -112,9 +113,24 @@ class XcsModel:
     te_escape: float = 0.05
     shield_fraction: float = 0.02
     acceptance_deg: float = 5.7
-    fine_energy_kev: np.ndarray = field(
-        default_factory=lambda: np.arange(40.0, 130.0, _FINE_STEP_KEV) + _FINE_STEP_KEV / 2
-    )
+
+    def __post_init__(self) -> None:
+        if not 0 < self.incident_kev <= 200 or not 0 < self.angle_deg < 180:
+            raise ValueError(
+                f"need 0 < incident_kev <= 200 and 0 < angle_deg < 180, got {self.incident_kev}, {self.angle_deg}"
+            )
+        if self.resolution_fwhm_kev <= 0 or self.acceptance_deg < 0:
+            raise ValueError("resolution_fwhm_kev must be > 0 and acceptance_deg >= 0")
+        if min(self.cd_escape, self.te_escape) < 0 or self.cd_escape + self.te_escape > 1:
+            raise ValueError("escape probabilities must be >= 0 and sum to at most 1")
+        if not 0 <= self.shield_fraction < 1:
+            raise ValueError(f"shield_fraction must be within [0, 1), got {self.shield_fraction}")
+
+    @property
+    def fine_energy_kev(self) -> np.ndarray:
+        """Centres of the fine energy grid (0.01 keV steps from 40 to 130 keV) the physics
+        is computed on before binning."""
+        return np.arange(_FINE_MIN_KEV, _FINE_MAX_KEV, _FINE_STEP_KEV) + _FINE_STEP_KEV / 2
 
     @property
     def angle_rad(self) -> float:

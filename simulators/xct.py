@@ -49,7 +49,8 @@ class XctScan:
     incident_counts : float
         Flat-field counts per pixel (sets the noise).
     n_defective_columns : int
-        Columns with a wrong gain (0.9-1.1): the classic ring artefact.
+        Columns whose gain drifted (0.9-1.1) after the flats were taken: flat correction
+        cannot remove it, and the reconstruction shows rings.
     n_cols : int, optional
         Camera columns (>= phantom width); default the phantom width plus 10 % air.
     rng : numpy.random.Generator
@@ -66,6 +67,8 @@ class XctScan:
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __post_init__(self) -> None:
+        if self.n_projections < 1 or self.n_defective_columns < 0 or self.incident_counts <= 0:
+            raise ValueError("need n_projections >= 1, n_defective_columns >= 0 and incident_counts > 0")
         n_xy = self.phantom.n_xy
         self.n_cols = self.n_cols or round(n_xy * 1.1 / 2) * 2
         if self.n_cols < n_xy:
@@ -100,8 +103,9 @@ class XctScan:
         return np.clip(self.rng.poisson(expected), 0, 65535).astype(np.uint16)
 
     def flats(self, n: int = 10) -> np.ndarray:
-        """Flat fields (no sample), uint16, shape (n, n_rows, n_cols)."""
-        expected = self.incident_counts * self.flat_profile * self.column_gain + self.dark_counts
+        """Flat fields (no sample), uint16, shape (n, n_rows, n_cols), taken before the
+        defective columns drifted: flat correction leaves their error in (rings)."""
+        expected = self.incident_counts * self.flat_profile + self.dark_counts
         return self._counts(np.broadcast_to(expected, (n, self.n_rows, self.n_cols)))
 
     def darks(self, n: int = 10) -> np.ndarray:

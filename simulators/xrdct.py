@@ -26,6 +26,7 @@ Centre of rotation (truth): the rotation axis projects onto translation index
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -103,6 +104,14 @@ class XrdctPreset:
     n_radial: int
     fwhm_deg: float
     peak_counts: float = 400.0
+
+    def __post_init__(self) -> None:
+        for key in ("n_translations", "n_angles", "detector_binning", "n_radial"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ValueError(f"{key} must be an int >= 1, got {getattr(self, key)!r}")
+        for key in ("translation_step_m", "fwhm_deg", "peak_counts"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}")
 
 
 _CELL_SPAN_M = 10.98e-3  # 549 x 20 µm: the 10.17 mm cell and air on both sides
@@ -224,9 +233,10 @@ class XrdctSimulation:
         tth = self.integrator.center_array(unit="2th_deg")
         self.radial_edges_deg = np.linspace(0.3, float(tth.max()) + 1e-6, p.n_radial + 1)
         self.radial_deg = 0.5 * (self.radial_edges_deg[1:] + self.radial_edges_deg[:-1])
-        self.mask = self.detector.mask.astype(bool)
+        self.gaps = self.detector.mask.astype(bool)
         bins = np.floor((tth - self.radial_edges_deg[0]) / np.diff(self.radial_edges_deg[:2])).astype(np.int64)
-        self.mask |= (bins < 0) | (bins >= p.n_radial)
+        # what to integrate: the gaps and the pixels outside the simulated 2θ range
+        self.mask = self.gaps | (bins < 0) | (bins >= p.n_radial)
         self._pixel_bin = np.clip(bins, 0, p.n_radial - 1).ravel()
         corrections = self.integrator.solidAngleArray() * self.integrator.polarization(factor=0.99)
         self._pixel_weight = corrections.astype(np.float32).ravel()
@@ -380,7 +390,7 @@ class XrdctSimulation:
         zingers = rng.integers(0, flat.size, rng.poisson(2e-6 * flat.size))
         flat[zingers] += rng.integers(500, 50_000, zingers.size, dtype=np.int32)
         flat[self._hot_pixels] = 2**20 - 1
-        counts[self.mask] = -1
+        counts[self.gaps] = -1
         return counts
 
     def zigzag(self) -> Iterator[ZigzagFrame]:
@@ -407,7 +417,7 @@ class XrdctSimulation:
             self.integrator, Imax=peak_counts, Imin=2.0, resolution=Constant(self.preset.fwhm_deg)
         )
         counts = np.random.default_rng([self.seed, 2]).poisson(image).astype(np.int32)
-        counts[self.mask] = -1
+        counts[self.gaps] = -1
         return counts
 
     def write_poni(self, path: Path) -> Path:
@@ -446,7 +456,7 @@ class XrdctSimulation:
             truth.create_dataset("translations_mm", data=self.translations_mm)
             truth.create_dataset("air_pattern", data=self.air_pattern)
             truth.create_dataset("mask", data=self.mask.astype(np.uint8), compression="gzip")
-            truth["poni"] = str(self.integrator.get_config())
+            truth["poni"] = json.dumps(self.integrator.get_config(), default=str)
             shape = (self.preset.n_angles, self.preset.n_translations, self.preset.n_radial)
             sinogram = truth.create_dataset("sinogram", shape=shape, dtype=np.float32, chunks=(1, *shape[1:]))
             block = max(1, 2**27 // (shape[1] * shape[2] * 4))  # 128 MiB of sinogram at a time

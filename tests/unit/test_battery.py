@@ -65,6 +65,12 @@ def test_limits_end_steps_with_a_flag_and_the_voltage_never_passes_them():
     assert again.duration_s == 0 and again.termination is Termination.VOLTAGE_LIMIT
     with pytest.raises(ValueError, match="outside the cell's window"):
         battery.constant_voltage(cell.v_max + 0.1, 10)
+    with pytest.raises(ValueError, match="outside the cell's window"):
+        battery.constant_current(1e-3, 10, v_limit=cell.v_max + 0.5)
+    with pytest.raises(ValueError, match="dt_s must be > 0"):
+        battery.constant_voltage(4.0, 10, dt_s=0)
+    with pytest.raises(ValueError, match="duration_s"):
+        battery.rest(-5.0)
 
 
 def test_rc_relaxation_is_the_exact_exponential():
