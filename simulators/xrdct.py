@@ -276,9 +276,12 @@ class XrdctSimulation:
     def cell_state(self, soc: float) -> CellState:
         """Phase fractions and NMC lattice per voxel at state of charge ``soc``.
 
-        Lagging places (:func:`~.cell_phantom.lag_field`) stay behind the cell: the anode
-        holds less Li at charge (LiC12 for LiC6) and more at discharge (LiC30 for graphite);
-        the cathode keeps more Li at discharge. Active material fills 70 % of a coating.
+        Anode: lagging places (:func:`~.cell_phantom.lag_field`) stay behind the cell, holding
+        less Li at charge (LiC12 for LiC6) and more at discharge (LiC30 for graphite).
+        Cathode: as the paper found, the NMC lattice is uniform when charged, and at
+        discharge the Fe-Al-Sep places hold more Li (the discharged-end lattice, 2.859 /
+        14.316 Å) than the bulk (lithiation 0.85 of the window). Active material fills 70 %
+        of a coating.
         """
         m, lag = self._materials, self._lag
         anode_x = np.clip(soc + _LAG_STRENGTH * lag * (0.5 - soc), 0, 1)
