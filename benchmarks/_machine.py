@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import platform
 import statistics
@@ -37,3 +38,10 @@ def median_seconds(function: Callable[[], object], repeats: int) -> float:
         function()
         durations.append(time.perf_counter() - started)
     return statistics.median(durations)
+
+
+def write_results(path: Path, results: dict) -> None:
+    """Write a benchmark's results as JSON and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results written to {path}")

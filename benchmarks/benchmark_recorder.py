@@ -18,7 +18,6 @@ to ``benchmarks/results/recorder.json``. Run: ``python -m benchmarks.benchmark_r
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import statistics
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from benchmarks._machine import machine_description
+from benchmarks._machine import machine_description, write_results
 from simulators.synthetic import ring_pattern_frames
 from streaming.recorder import Recorder, RecorderConfig
 from streaming.replay import ReplayConfig, replay
@@ -220,8 +219,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results = run({"pilatus": args.pilatus_frames, "hexitec": args.hexitec_frames}, args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
     for detector, figures in results["detectors"].items():
         fps = figures["frames_per_s"]
         print(
@@ -231,7 +228,7 @@ def main() -> None:
             f"recorder/detector rate {figures['recorder_over_detector_rate']:.2f}  "
             f"compression {figures['compression_ratio']:.1f}x"
         )
-    print(f"results written to {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

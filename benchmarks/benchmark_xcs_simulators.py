@@ -14,14 +14,13 @@ Run: ``python -m benchmarks.benchmark_xcs_simulators``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmarks._machine import machine_description, median_seconds
+from benchmarks._machine import machine_description, median_seconds, write_results
 from simulators.battery import AAA_NMC532_GRAPHITE, EquivalentCircuitBattery
 from simulators.coin_cell import CoinCellPhantom
 from simulators.hexitec import FRAME_RATE_HZ, HexitecSimulator
@@ -82,9 +81,7 @@ def main() -> None:
         f"{reference_fps:.0f}/s, ratio {hexitec_fps / reference_fps:.1f}x)  XCT {xct_pps:.0f} projections/s  "
         f"battery {battery_sps:.0f} steps/s"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results written to {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

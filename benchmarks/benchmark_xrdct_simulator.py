@@ -14,13 +14,12 @@ Run: ``python -m benchmarks.benchmark_xrdct_simulator``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from benchmarks._machine import machine_description, median_seconds
+from benchmarks._machine import machine_description, median_seconds, write_results
 from simulators.xrdct import XrdctSimulation
 
 RESULTS = Path(__file__).parent / "results" / "xrdct_simulator.json"
@@ -80,9 +79,7 @@ def main() -> None:
                 f"noise-free {fps['simulator_noise_free']:7.1f}/s  pyFAI calcfrom1d {fps['pyfai_calcfrom1d']:7.1f}/s  "
                 f"ratio {figures['noise_free_over_pyfai']:.1f}x"
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results written to {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -197,7 +196,6 @@ def test_user_mistakes_give_one_line_and_exit_code_2(argv, fragment, recorded_fi
 
 
 def test_demo_streams_records_replays_and_compares(tmp_path, capsys):
-    started = time.monotonic()
     assert main(["demo", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "identical to the original" in text
@@ -206,7 +204,6 @@ def test_demo_streams_records_replays_and_compares(tmp_path, capsys):
     assert len(recorded) == len(replayed) == 1
     with RunFileReader(recorded[0]) as reader:
         assert reader.n_frames("pilatus") == 20 * 32
-    assert time.monotonic() - started < 600, "the demo must stay a few-minute job"  # a bound, not a benchmark
 
 
 def test_module_runs_as_a_script():
