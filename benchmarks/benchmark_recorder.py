@@ -29,9 +29,9 @@ import numpy as np
 
 from benchmarks._machine import machine_description, write_results
 from simulators.synthetic import ring_pattern_frames
+from streaming.chunks import compression_filter
 from streaming.recorder import Recorder, RecorderConfig
 from streaming.replay import ReplayConfig, replay
-from streaming.runfile import compression_filter
 from streaming.runreader import RunFileReader
 from streaming.transport import DocumentPublisher, FramePublisher, FrameSubscriber
 

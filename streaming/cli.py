@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from .chunks import COMPRESSIONS
 from .errors import ConfigError, OperandoStreamError
 from .recorder import Recorder, RecorderConfig
 from .replay import ReplayConfig, replay
-from .runfile import COMPRESSIONS
 from .runreader import RunFileReader, RunSummary
 from .transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADDRESS, DocumentPublisher, FramePublisher
 

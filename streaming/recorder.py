@@ -32,9 +32,10 @@ from typing import Any
 
 import zmq
 
+from .chunks import COMPRESSIONS
 from .errors import ConfigError
 from .protocol import DEFAULT_MAX_FRAME_BYTES, Frame
-from .runfile import COMPRESSIONS, RunFileWriter
+from .runfile import RunFileWriter
 from .transport import (
     DEFAULT_DOCUMENT_ADDRESS,
     DEFAULT_FRAME_ADDRESS,
@@ -70,7 +71,7 @@ class RecorderConfig:
     document_address, frame_address : str
         Endpoints of the document and frame publishers to connect to.
     compression : str
-        Frame compression, one of :data:`~streaming.runfile.COMPRESSIONS`.
+        Frame compression, one of :data:`~streaming.chunks.COMPRESSIONS`.
     flush_interval_s : float
         Seconds between flushes; a SIGKILL loses at most what arrived in the last interval.
     linger_s : float

@@ -20,9 +20,9 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the compression filters for reading)
 import numpy as np
 
+from .chunks import read_frame
 from .errors import RunFileError
 from .protocol import FrameHeader
-from .runfile import read_frame
 
 __all__ = ["Message", "RunFileReader", "RunSummary", "StreamSummary"]
 
