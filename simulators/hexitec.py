@@ -40,6 +40,10 @@ _NEIGHBOURS = np.array([(0, 1), (1, 0), (0, -1), (-1, 0)])
 _THIRD = 0.3
 
 
+def _on_detector(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    return (row >= 0) & (row < SHAPE[0]) & (col >= 0) & (col < SHAPE[1])
+
+
 @dataclass(frozen=True, kw_only=True)
 class ChargeSharing:
     """How often a photon's charge spreads, and how much each neighbour takes."""
@@ -204,11 +208,10 @@ class HexitecSimulator:
         direction = self.rng.integers(0, 4, energy.size)
         first = _NEIGHBOURS[direction]
         second = _NEIGHBOURS[(direction + 1) % 4]  # orthogonal to the first: an L of 3 pixels
-        inside = lambda r, c: (r >= 0) & (r < SHAPE[0]) & (c >= 0) & (c < SHAPE[1])  # noqa: E731
         r1, c1 = row + first[:, 0], col + first[:, 1]
         r2, c2 = row + second[:, 0], col + second[:, 1]
-        three = (u >= s.two_pixel) & (u < s.two_pixel + s.three_pixel) & inside(r1, c1) & inside(r2, c2)
-        two = (u < s.two_pixel) & inside(r1, c1)
+        three = (u >= s.two_pixel) & (u < s.two_pixel + s.three_pixel) & _on_detector(r1, c1) & _on_detector(r2, c2)
+        two = (u < s.two_pixel) & _on_detector(r1, c1)
         # the hit pixel keeps the most charge: a share below 1/2 of two, below 1/3 of three
         share1 = np.where(
             three,
