@@ -1,3 +1,45 @@
-"""ophyd devices of operando-stream: stages, beam, detectors, potentiostat (sim and EPICS)."""
+"""ophyd devices of the two end stations: simulated ones driven by :mod:`simulators`, and
+EPICS classes with the same names and ``set`` values (:mod:`devices.epics`).
 
-__all__: list[str] = []
+- :mod:`.motion`: :class:`SimAxis` (translation, rotation, vertical stages), :class:`SimShutter`,
+  :class:`SimBeamShaper` (pencil / box / fan beam), :class:`ClockDelay`.
+- :mod:`.detectors`: :class:`SimPilatus`, :class:`SimPcoEdge`, :class:`SimHexitec`, streaming
+  their frames through a :class:`FrameSink` and describing them as StreamResource/StreamDatum.
+- :mod:`.potentiostat`, :mod:`.protocol`: :class:`SimPotentiostat` running a
+  :class:`CyclingProtocol` within :class:`PotentiostatLimits`.
+- :mod:`.beamline`: :func:`sim_xrdct_beamline`, :func:`sim_xcsct_beamline`.
+"""
+
+from .beamline import XcsctBeamline, XrdctBeamline, sim_xcsct_beamline, sim_xrdct_beamline
+from .detectors import PositionTriggered, SimHexitec, SimPcoEdge, SimPilatus, StreamingDetector, TimeTriggered
+from .motion import BEAM_SHAPES, ClockDelay, SimAxis, SimBeamShaper, SimShutter, Trajectory
+from .potentiostat import SimPotentiostat
+from .protocol import CurrentStep, CyclingProtocol, PotentiostatLimits, RestStep, VoltageStep, parse_protocol
+from .sink import FrameSink
+
+__all__ = [
+    "BEAM_SHAPES",
+    "ClockDelay",
+    "CurrentStep",
+    "CyclingProtocol",
+    "FrameSink",
+    "PositionTriggered",
+    "PotentiostatLimits",
+    "RestStep",
+    "SimAxis",
+    "SimBeamShaper",
+    "SimHexitec",
+    "SimPcoEdge",
+    "SimPilatus",
+    "SimPotentiostat",
+    "SimShutter",
+    "StreamingDetector",
+    "TimeTriggered",
+    "Trajectory",
+    "VoltageStep",
+    "XcsctBeamline",
+    "XrdctBeamline",
+    "parse_protocol",
+    "sim_xcsct_beamline",
+    "sim_xrdct_beamline",
+]

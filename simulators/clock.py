@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["WALL_CLOCK", "SimulatedClock", "WallClock"]
@@ -45,6 +46,15 @@ class SimulatedClock:
         self._now = float(start)
         self.real_time_factor = real_time_factor
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[float], None]] = []
+
+    def add_listener(self, callback: Callable[[float], None]) -> None:
+        """Call ``callback(now)`` after every advance (simulated devices that evolve with
+        time, such as a cell under a potentiostat, catch up there)."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[float], None]) -> None:
+        self._listeners.remove(callback)
 
     def time(self) -> float:
         with self._lock:
@@ -56,7 +66,10 @@ class SimulatedClock:
             raise ValueError(f"a clock cannot go back: advance({seconds})")
         with self._lock:
             self._now += seconds
-            return self._now
+            now = self._now
+        for callback in list(self._listeners):
+            callback(now)
+        return now
 
     def sleep(self, seconds: float) -> None:
         if self.real_time_factor:

@@ -84,12 +84,17 @@ class XctScan:
 
     def line_integrals(self, soc: float) -> np.ndarray:
         """∫μ dl, shape (n_projections, n_rows, n_cols), noise-free (the truth)."""
+        return self.line_integrals_at(self.angles_deg, soc)
+
+    def line_integrals_at(self, angles_deg: np.ndarray, soc: float) -> np.ndarray:
+        """∫μ dl at any rotation angles (degrees), shape (n_angles, n_rows, n_cols)."""
+        angles_deg = np.atleast_1d(np.asarray(angles_deg, float))
         mu = attenuation_per_m(self.phantom.atoms_per_m3(soc), self.energy_kev) * np.float32(self.phantom.voxel_xy_m)
         n_xy = self.phantom.n_xy
         volume = astra.create_vol_geom(n_xy, n_xy)
-        geometry = astra.create_proj_geom("parallel", 1.0, self.n_cols, np.radians(self.angles_deg))
+        geometry = astra.create_proj_geom("parallel", 1.0, self.n_cols, np.radians(angles_deg))
         projector = astra.create_projector("linear", geometry, volume)
-        out = np.empty((self.n_projections, self.n_rows, self.n_cols), np.float32)
+        out = np.empty((angles_deg.size, self.n_rows, self.n_cols), np.float32)
         try:
             for row in range(self.n_rows):
                 sinogram_id, sinogram = astra.create_sino(mu[row], projector)
@@ -114,6 +119,10 @@ class XctScan:
 
     def projections(self, soc: float) -> np.ndarray:
         """The camera's projections (uint16, shape (n_projections, n_rows, n_cols))."""
-        transmission = np.exp(-self.line_integrals(soc))
+        return self.projections_at(self.angles_deg, soc)
+
+    def projections_at(self, angles_deg: np.ndarray, soc: float) -> np.ndarray:
+        """Projections at any rotation angles (degrees), uint16 (n_angles, n_rows, n_cols)."""
+        transmission = np.exp(-self.line_integrals_at(angles_deg, soc))
         expected = self.incident_counts * self.flat_profile * self.column_gain * transmission + self.dark_counts
         return self._counts(expected)

@@ -9,15 +9,20 @@ event-model habit), so ``except ValueError`` keeps working.
 - :class:`ConfigError`: a configuration value is invalid (names the key).
 - :class:`HandshakeTimeoutError`: the expected peers did not connect in time.
 - :class:`RunFileError`: a file is not a readable run file.
+- :class:`LimitError`: a setpoint, protocol or move outside a device's limits (refused
+  before anything moves).
+- :class:`DeviceError`: a device could not do what it was asked (missed triggers, no run).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DeviceError",
     "DocumentDecodeError",
     "FrameDecodeError",
     "HandshakeTimeoutError",
+    "LimitError",
     "MessageDecodeError",
     "OperandoStreamError",
     "RunFileError",
@@ -64,3 +69,14 @@ class HandshakeTimeoutError(OperandoStreamError, TimeoutError):
 
 class RunFileError(OperandoStreamError, ValueError):
     """A file is not a readable operando-stream run file."""
+
+
+class LimitError(OperandoStreamError, ValueError):
+    """A setpoint, protocol or move lies outside a device's configured limits.
+
+    Raised before anything moves or changes: the device is left as it was.
+    """
+
+
+class DeviceError(OperandoStreamError, RuntimeError):
+    """A device could not do what it was asked (missed triggers, no open run, ...)."""

@@ -44,7 +44,7 @@ from .transport import (
     FrameSubscriber,
 )
 
-__all__ = ["Recorder", "RecorderConfig", "RecorderThread"]
+__all__ = ["Recorder", "RecorderConfig", "RecorderThread", "run_file_name"]
 
 logger = logging.getLogger(__name__)
 

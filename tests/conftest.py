@@ -106,3 +106,20 @@ def recorded_file(tmp_path_factory: pytest.TempPathFactory, small_run: Synthetic
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def _session_run_engine():
+    from bluesky import RunEngine
+
+    return RunEngine({})
+
+
+@pytest.fixture
+def RE(_session_run_engine):
+    """A RunEngine (one per session: its event loop thread lives on), cleaned after each test."""
+    run_engine = _session_run_engine
+    yield run_engine
+    if run_engine.state != "idle":
+        run_engine.halt()
+    run_engine.dispatcher.unsubscribe_all()

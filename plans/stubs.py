@@ -1,0 +1,32 @@
+"""Plan stubs shared by the scans."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import bluesky.plan_stubs as bps
+from bluesky.utils import Msg, short_uid
+
+from devices.detectors import Acquisition, StreamingDetector
+from devices.motion import SimAxis
+
+__all__ = ["fly"]
+
+Plan = Generator[Msg, Any, Any]
+
+
+def fly(detector: StreamingDetector, acquisition: Acquisition, move: tuple[SimAxis, float] | None = None) -> Plan:
+    """Arm ``detector`` for ``acquisition``, start it, make ``move`` (axis, target) if given
+    (the position triggers fire during it), wait for the frames and collect their stream.
+
+    Every wait is on this stub's own group: a status left running elsewhere (a cycling
+    protocol) never blocks it.
+    """
+    group = short_uid("fly")
+    yield from bps.prepare(detector, acquisition, group=group, wait=True)
+    yield from bps.kickoff(detector, group=group, wait=True)
+    if move is not None:
+        yield from bps.abs_set(*move, group=group, wait=True)
+    yield from bps.complete(detector, group=group, wait=True)
+    yield from bps.collect(detector, name=detector.name)
