@@ -63,6 +63,7 @@ class XrdctBeamline:
             "angle_range": tuple(sim.angle_range_deg),
             "exposure": exposure_s,
             "poni": sim.integrator.get_config(),
+            "shutter": self.shutter,
         }
 
 
@@ -142,7 +143,7 @@ def sim_xcsct_beamline(
     battery = EquivalentCircuitBattery(COIN_NMC811_LI, soc=soc)
     potentiostat = SimPotentiostat(name="potentiostat", clock=clock, battery=battery,
                                    sample_interval_s=sample_interval_s)  # fmt: skip
-    rotation = SimAxis(name="rotation", clock=clock, limits=(-370.0, 370.0), velocity=60.0, max_velocity=360.0,
+    rotation = SimAxis(name="rotation", clock=clock, limits=(-720.0, 720.0), velocity=60.0, max_velocity=360.0,
                        acceleration_s=0.1, egu="deg")  # fmt: skip
     translation = SimAxis(name="translation", clock=clock, limits=(-30.0, 30.0), velocity=10.0, max_velocity=20.0,
                           acceleration_s=0.1, egu="mm")  # fmt: skip

@@ -27,9 +27,10 @@ from devices.potentiostat import SimPotentiostat
 from devices.protocol import CyclingProtocol
 
 from .cycling import cycling_metadata
+from .stubs import close_shutter
 from .xcs import xcs_positions
-from .xct import xct_projections
-from .xrdct import geometry_metadata, zigzag_lines
+from .xct import rotation_speed, xct_projections
+from .xrdct import geometry_metadata, line_geometry, zigzag_lines
 
 __all__ = ["operando_xcsct", "operando_xrdct"]
 
@@ -38,8 +39,7 @@ Plan = Generator[Msg, Any, Any]
 
 def _safe_end(shutter: SimShutter | None, potentiostat: SimPotentiostat) -> Plan:
     yield from bps.stop(potentiostat)
-    if shutter is not None:
-        yield from bps.mv(shutter, "closed")
+    yield from close_shutter(shutter)
 
 
 def _repeat_while_cycling(
@@ -92,7 +92,10 @@ def operando_xcsct(
     max_repeats : int, optional
         Stop after this many XCT + XCS pairs even if the protocol goes on.
     """
-    protocol.validate(potentiostat.limits)
+    protocol.validate(potentiostat.limits)  # everything is checked before the run opens
+    rotation_speed(rotation, angle_range, n_projections, xct_exposure)
+    for height in xcs_positions_mm:
+        vertical.check_value(float(height))
     _md = {
         "plan_name": "operando_xcsct",
         "plan_args": {"n_projections": n_projections, "xcs_positions_mm": [float(p) for p in xcs_positions_mm],
@@ -148,7 +151,8 @@ def operando_xrdct(
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """Repeat zigzag XRD-CT scans while ``protocol`` runs (see :func:`~plans.xrdct.xrdct_zigzag`)."""
-    protocol.validate(potentiostat.limits)
+    protocol.validate(potentiostat.limits)  # everything is checked before the run opens
+    line_geometry(translation, translation_range, n_translations, exposure)
     _md = {
         "plan_name": "operando_xrdct",
         "plan_args": {"n_translations": n_translations, "n_angles": n_angles,

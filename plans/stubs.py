@@ -9,9 +9,9 @@ import bluesky.plan_stubs as bps
 from bluesky.utils import Msg, short_uid
 
 from devices.detectors import Acquisition, StreamingDetector
-from devices.motion import SimAxis
+from devices.motion import SimAxis, SimShutter
 
-__all__ = ["fly"]
+__all__ = ["close_shutter", "fly"]
 
 Plan = Generator[Msg, Any, Any]
 
@@ -30,3 +30,9 @@ def fly(detector: StreamingDetector, acquisition: Acquisition, move: tuple[SimAx
         yield from bps.abs_set(*move, group=group, wait=True)
     yield from bps.complete(detector, group=group, wait=True)
     yield from bps.collect(detector, name=detector.name)
+
+
+def close_shutter(shutter: SimShutter | None) -> Plan:
+    """Close ``shutter`` if there is one (a plan's cleanup)."""
+    if shutter is not None:
+        yield from bps.mv(shutter, "closed")

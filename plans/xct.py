@@ -23,13 +23,13 @@ from streaming.errors import LimitError
 
 from .stubs import fly
 
-__all__ = ["DARK", "FLAT", "PROJECTION", "xct_projections", "xct_scan"]
+__all__ = ["DARK", "FLAT", "PROJECTION", "rotation_speed", "xct_projections", "xct_scan"]
 
 Plan = Generator[Msg, Any, Any]
 DARK, FLAT, PROJECTION = 0, 1, 2
 
 
-def _rotation_speed(rotation: SimAxis, angle_range: tuple[float, float], n_projections: int, exposure: float) -> float:
+def rotation_speed(rotation: SimAxis, angle_range: tuple[float, float], n_projections: int, exposure: float) -> float:
     step = abs(angle_range[1] - angle_range[0]) / n_projections
     speed = step / exposure
     if speed > float(rotation.max_velocity.get()):
@@ -55,7 +55,7 @@ def xct_projections(
     scan_index: int | None = None,
 ) -> Plan:
     """One XCT scan inside an open run (the camera's stream declared)."""
-    speed = _rotation_speed(rotation, angle_range, n_projections, exposure)
+    speed = rotation_speed(rotation, angle_range, n_projections, exposure)
     tags = {} if scan_index is None else {"scan": scan_index}
     if darks:
         if shutter is None:
@@ -116,7 +116,7 @@ def xct_scan(
     flats, darks : int
         Frames of each; flats move ``sample_stage`` to ``out_position``, darks close ``shutter``.
     """
-    _rotation_speed(rotation, angle_range, n_projections, exposure)
+    rotation_speed(rotation, angle_range, n_projections, exposure)
     _md = {
         "plan_name": "xct_scan",
         "plan_args": {"camera": camera.name, "rotation": rotation.name, "n_projections": n_projections,

@@ -25,12 +25,12 @@ import numpy as np
 from bluesky.utils import Msg
 
 from devices.detectors import PositionTriggered, StreamingDetector
-from devices.motion import SimAxis
+from devices.motion import SimAxis, SimShutter
 from streaming.errors import LimitError
 
-from .stubs import fly
+from .stubs import close_shutter, fly
 
-__all__ = ["geometry_metadata", "xrdct_zigzag", "zigzag_lines"]
+__all__ = ["geometry_metadata", "line_geometry", "xrdct_zigzag", "zigzag_lines"]
 
 Plan = Generator[Msg, Any, Any]
 
@@ -48,7 +48,7 @@ def geometry_metadata(poni: str | Path | Mapping[str, Any] | None) -> dict[str, 
     return json.loads(json.dumps(config, default=str))
 
 
-def _line_geometry(
+def line_geometry(
     translation: SimAxis, translation_range: tuple[float, float], n_translations: int, exposure: float
 ) -> tuple[np.ndarray, float, float, float]:
     """Nominal positions, step, fly speed and run-up of a line; refused before any motion
@@ -83,7 +83,7 @@ def zigzag_lines(
     line_stream: str = "primary",
 ) -> Plan:
     """The lines of one zigzag scan inside an open run (the detector stream declared)."""
-    positions, step, speed, run_up = _line_geometry(translation, translation_range, n_translations, exposure)
+    positions, step, speed, run_up = line_geometry(translation, translation_range, n_translations, exposure)
     angles = np.linspace(*angle_range, n_angles, endpoint=False)
     for angle in angles:
         rotation.check_value(float(angle))
@@ -120,6 +120,7 @@ def xrdct_zigzag(
     angle_range: tuple[float, float] = (0.0, 180.0),
     exposure: float = 0.01,
     poni: str | Path | Mapping[str, Any] | None = None,
+    shutter: SimShutter | None = None,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """One XRD-CT scan: ``n_angles`` lines of ``n_translations`` frames, zigzagging.
@@ -140,10 +141,12 @@ def xrdct_zigzag(
         Seconds per frame; the translation flies at one step per exposure.
     poni : path or dict, optional
         The detector geometry (pyFAI), recorded in the start document as ``geometry``.
+    shutter : optional
+        Opened for the scan, closed at its end (also on failure or abort).
     md : dict, optional
         Extra start-document metadata.
     """
-    _line_geometry(translation, translation_range, n_translations, exposure)  # refuse before the run opens
+    line_geometry(translation, translation_range, n_translations, exposure)  # refuse before the run opens
     _md = {
         "plan_name": "xrdct_zigzag",
         "plan_args": {
@@ -168,9 +171,11 @@ def xrdct_zigzag(
     @bpp.run_decorator(md=_md)
     def inner() -> Plan:
         yield from bps.declare_stream(detector, name=detector.name, collect=True)
+        if shutter is not None:
+            yield from bps.mv(shutter, "open")
         yield from zigzag_lines(
             detector, translation, rotation, n_translations=n_translations, n_angles=n_angles,
             translation_range=translation_range, angle_range=angle_range, exposure=exposure,
         )  # fmt: skip
 
-    return (yield from inner())
+    return (yield from bpp.finalize_wrapper(inner(), close_shutter(shutter)))

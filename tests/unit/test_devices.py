@@ -38,7 +38,8 @@ def recorded_readings(device: SimPotentiostat) -> list[dict[str, float]]:
 
     def record(**kwargs) -> None:
         reading = device.read()
-        readings.append({key: reading[f"potentiostat_{key}"]["value"] for key in ("voltage", "current", "mode", "capacity")})
+        keys = ("voltage", "current", "mode", "capacity")
+        readings.append({key: reading[f"potentiostat_{key}"]["value"] for key in keys})
         readings[-1]["time"] = reading["potentiostat_voltage"]["timestamp"]
 
     device.subscribe(record, run=False)
