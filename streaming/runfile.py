@@ -18,6 +18,9 @@ Layout (DESIGN.md "HDF5 file"; NeXus-style ``NX_class`` attributes)::
         recv_time, arrival (n,)         as for documents
         positions/<name>  (n,) float64  readbacks (NaN where a frame lacked one)
         indices/<name>    (n,) int64    scan indices (-1 where a frame lacked one)
+    /entry/xrdct, /entry/xcs, /entry/xct  external links to ``<file stem>.<name>.h5``: the
+                                        live analyses write their results there (one
+                                        writer per file; dangling until one has run)
     /entry/diagnostics                  NXcollection
         <stream>/received, missing, late      int64 scalars (see SequenceTracker)
         <stream>/invalid                      int64: rejected messages whose topic named it
@@ -52,7 +55,7 @@ from .chunks import chunk_encoder, compression_filter
 from .diagnostics import StreamCounts
 from .protocol import PROTOCOL_VERSION, FrameHeader
 
-__all__ = ["RunFileWriter"]
+__all__ = ["ANALYSES", "RunFileWriter", "analysis_file_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +144,14 @@ class _StreamWriter:
         self._indices.clear()
 
 
+ANALYSES = ("xrdct", "xcs", "xct")
+
+
+def analysis_file_name(run_file: Path | str, analysis: str) -> str:
+    """Name of the file next to ``run_file`` where an analysis writes ``/entry/<analysis>``."""
+    return f"{Path(run_file).stem}.{analysis}.h5"
+
+
 class RunFileWriter:
     """Writes one run's HDF5 file while the run streams in; readers may follow it live.
 
@@ -204,6 +215,9 @@ class RunFileWriter:
         ):
             docs.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(_DOC_CHUNK,))
         entry.create_group("instrument").attrs["NX_class"] = "NXinstrument"
+        for name in ANALYSES:
+            # HDF5 resolves a relative link next to this file, wherever it is moved with it
+            entry[name] = h5py.ExternalLink(analysis_file_name(self.path, name), f"{_ENTRY}/{name}")
         diagnostics = entry.create_group("diagnostics")
         diagnostics.attrs["NX_class"] = "NXcollection"
         diagnostics.create_group("invalid_messages")
