@@ -33,7 +33,8 @@ __all__ = ["HEXITEC_ENERGY_EDGES_KEV", "XcsModel", "element_spectrum", "sheet_co
 HEXITEC_ENERGY_EDGES_KEV = np.linspace(0.0, 200.0, 1001)
 CLASSICAL_ELECTRON_RADIUS_M = 2.8179403262e-15
 _FINE_STEP_KEV = 0.01
-_FINE_MIN_KEV, _FINE_MAX_KEV = 40.0, 130.0
+_FINE_MIN_KEV, _FINE_MAX_KEV = 20.0, 130.0  # from below the Cd/Te Kα lines to above the beam
+_MAX_PZ_AU = 100.0
 #: CdTe detector: Cd and Te K absorption edges and Kα lines, keV
 CD_K_EDGE_KEV, TE_K_EDGE_KEV = 26.711, 31.814
 CD_KA_KEV, TE_KA_KEV = 23.17, 27.47
@@ -43,8 +44,9 @@ _SHIELD_LINES = ((57.98, 0.58), (59.32, 1.0), (67.24, 0.33), (72.80, 0.60), (74.
 
 def element_spectrum(z: int, energy_kev: np.ndarray, incident_kev: float, angle_rad: float) -> np.ndarray:
     """Compton band of one atom of element ``z``: d²σ/dΩdE2 in m²/sr/keV on ``energy_kev``."""
-    pz = pz_from_energy(energy_kev, incident_kev, angle_rad)
-    profile = xraylib_np.ComptonProfile(np.array([z]), np.abs(pz))[0]
+    pz = np.abs(pz_from_energy(energy_kev, incident_kev, angle_rad))
+    # xraylib tabulates J up to 100 a.u.; beyond, the profile is negligible (< 1e-7 of its peak)
+    profile = np.where(pz <= _MAX_PZ_AU, xraylib_np.ComptonProfile(np.array([z]), np.minimum(pz, _MAX_PZ_AU))[0], 0.0)
     return (
         CLASSICAL_ELECTRON_RADIUS_M**2
         / 2
@@ -128,7 +130,7 @@ class XcsModel:
 
     @property
     def fine_energy_kev(self) -> np.ndarray:
-        """Centres of the fine energy grid (0.01 keV steps from 40 to 130 keV) the physics
+        """Centres of the fine energy grid (0.01 keV steps from 20 to 130 keV) the physics
         is computed on before binning."""
         return np.arange(_FINE_MIN_KEV, _FINE_MAX_KEV, _FINE_STEP_KEV) + _FINE_STEP_KEV / 2
 
