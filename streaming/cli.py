@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from .bench import benchmark_modules, ratio_rows, run_benchmark
 from .chunks import COMPRESSIONS
 from .errors import ConfigError, OperandoStreamError
 from .recorder import Recorder, RecorderConfig
@@ -76,6 +77,12 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--attenuation", action="store_true", help="zero-order self-absorption of each ray")
     simulate.add_argument("--out", type=Path, required=True, help="output folder")
+
+    bench = commands.add_parser("bench", help="run the benchmarks of benchmarks/ and tabulate their ratios")
+    bench.add_argument("names", nargs="*", help="benchmarks to run (default: all; see --list)")
+    bench.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    bench.add_argument("--no-run", action="store_true", help="tabulate the results already in benchmarks/results")
+    bench.add_argument("--json", action="store_true", help="machine-readable table")
 
     demo = commands.add_parser("demo", help="stream a simulated run, record it, replay it, compare")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default %(default)s)")
@@ -175,6 +182,34 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    root = Path.cwd()
+    available = benchmark_modules(root)
+    if args.list:
+        print("\n".join(available))
+        return 0
+    unknown = sorted(set(args.names) - set(available))
+    if unknown:
+        raise ConfigError(f"bench: unknown benchmark(s) {unknown}; available: {available}")
+    failed = []
+    for name in ([] if args.no_run else args.names or available):
+        print(f"== benchmark {name}", flush=True)
+        if run_benchmark(root, name) != 0:
+            failed.append(name)
+    rows = ratio_rows(root / "benchmarks" / "results")
+    if args.json:
+        print(json.dumps([{"benchmark": b, "metric": m, "ratio": v} for b, m, v in rows], indent=2))
+    else:
+        width = max((len(m) for _, m, _ in rows), default=6)
+        print(f"{'benchmark':<20}{'metric':<{width + 2}}{'ratio':>10}")
+        for benchmark, metric, value in rows:
+            print(f"{benchmark:<20}{metric:<{width + 2}}{value:>10.2f}")
+    if failed:
+        print(f"operando bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -197,6 +232,7 @@ _COMMANDS = {
     "info": _cmd_info,
     "simulate": _cmd_simulate,
     "demo": _cmd_demo,
+    "bench": _cmd_bench,
 }
 
 

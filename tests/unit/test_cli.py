@@ -218,3 +218,18 @@ def test_simulate_writes_calibration_files_and_ground_truth(tmp_path, capsys):
     with h5py.File(tmp_path / "truth.h5", "r") as file:
         assert file["truth"].attrs["soc"] == 0.25
     assert "truth" in capsys.readouterr().out
+
+
+def test_bench_tabulates_the_ratios_of_the_recorded_results(tmp_path, monkeypatch, capsys):
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "benchmark_toy.py").write_text("")
+    results = {"benchmark": "toy", "kernel": {"ratio_to_reference": 6.5, "frames_per_s": 120.0}}
+    (tmp_path / "benchmarks" / "results" / "toy.json").write_text(json.dumps(results))
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--list"]) == 0
+    assert capsys.readouterr().out.split() == ["toy"]
+    assert main(["bench", "--no-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"benchmark": "toy", "metric": "kernel/ratio_to_reference",
+                                                   "ratio": 6.5}]  # fmt: skip
+    assert main(["bench", "absent"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
