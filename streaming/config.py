@@ -78,9 +78,11 @@ class XrdctConfig:
     integration_method: str = "trimmed_mean"
     workers: int = 1
     center_of_rotation_px: float | None = None
+    n_scans: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _check(self.n_scans >= 1, "xrdct.n_scans", f"must be >= 1, got {self.n_scans}")
         _check(self.preset in PRESETS, "xrdct.preset", f"must be one of {PRESETS}, got {self.preset!r}")
         _check(self.poni is None or Path(self.poni).is_file(), "xrdct.poni", f"no such file: {self.poni}")
         _check(0 < self.exposure_s <= 10, "xrdct.exposure_s", f"must be within (0, 10] s, got {self.exposure_s}")

@@ -17,6 +17,9 @@ from streaming.recorder import Recorder, RecorderConfig, RecorderThread
 from streaming.transport import DocumentPublisher, FramePublisher
 
 LOOPBACK = "tcp://127.0.0.1:0"
+# started once per process by libraries, on first use: pyzmq's zero-copy garbage collector,
+# tqdm's monitor of progress bars
+_PROCESS_WIDE_THREADS = ("GarbageCollectorThread", "TMonitor")
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0, interval_s: float = 0.02) -> None:
@@ -40,8 +43,8 @@ def no_leaked_sockets_or_threads() -> Iterator[None]:
         leaked_threads = [
             t
             for t in threading.enumerate()
-            if t not in threads_before and t.is_alive() and type(t).__name__ != "GarbageCollectorThread"
-        ]  # pyzmq starts its zero-copy garbage collector once per process, on first use
+            if t not in threads_before and t.is_alive() and type(t).__name__ not in _PROCESS_WIDE_THREADS
+        ]
         leaked_sockets = [s for s in context._sockets if not s.closed and id(s) not in sockets_before]
         if not (leaked_threads or leaked_sockets) or time.monotonic() > deadline:
             break

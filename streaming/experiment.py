@@ -1,0 +1,152 @@
+"""The main job: a simulated operando experiment, run, recorded and analysed live.
+
+:func:`run_experiment` starts, in this process and on loopback ports chosen at run time, a
+recorder and the live analyses (consumers), builds the simulated end station(s), and runs
+the operando plans under a RunEngine with a progress bar (and a live table of the
+potentiostat for XCS-CT). It returns where the run files (and the analyses' files and
+figures) are. ``operando demo`` prints them with the key numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from bluesky import RunEngine
+from bluesky.callbacks import LiveTable
+
+from devices import FrameSink, parse_protocol, sim_xcsct_beamline, sim_xrdct_beamline
+from plans import ScanProgress, operando_xcsct, operando_xrdct
+
+from .config import OperandoConfig
+from .consumer import Analysis, Consumer, ConsumerThread
+from .errors import OperandoStreamError
+from .recorder import RecorderConfig, RecorderThread
+from .transport import DocumentPublisher, FramePublisher
+
+__all__ = ["MODES", "ExperimentResult", "run_experiment"]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("xrdct", "xcsct")
+_LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"
+
+AnalysisFactory = Callable[[dict[str, Any]], Analysis | None]
+
+
+@dataclass
+class ExperimentResult:
+    """What a run of :func:`run_experiment` left behind."""
+
+    run_files: dict[str, Path] = field(default_factory=dict)  # mode -> run file
+    analyses: dict[str, list[Analysis]] = field(default_factory=dict)  # mode -> finished analyses
+    elapsed_s: dict[str, float] = field(default_factory=dict)
+
+
+def _xrdct_plan(config: OperandoConfig, sink: FrameSink):
+    beamline = sim_xrdct_beamline(
+        preset=config.xrdct.preset, sink=sink, seed=config.xrdct.seed,
+        sample_interval_s=config.potentiostat.sample_interval_s,
+    )  # fmt: skip
+    capacity_ah = beamline.potentiostat.battery.nominal_capacity_ah
+    protocol = parse_protocol(config.potentiostat.protocol, capacity_ah=capacity_ah)
+    kwargs = beamline.zigzag_kwargs(exposure_s=config.xrdct.exposure_s)
+    plan = operando_xrdct(beamline.potentiostat, beamline.pilatus, beamline.translation, beamline.rotation,
+                          protocol=protocol, max_repeats=config.xrdct.n_scans, **kwargs)  # fmt: skip
+    return beamline, plan
+
+
+def _xcsct_plan(config: OperandoConfig, sink: FrameSink):
+    settings = config.xcsct
+    beamline = sim_xcsct_beamline(sink=sink, occupancy=settings.occupancy, seed=settings.seed,
+                                  sample_interval_s=config.potentiostat.sample_interval_s)  # fmt: skip
+    capacity_ah = beamline.potentiostat.battery.nominal_capacity_ah
+    protocol = parse_protocol(config.potentiostat.protocol, capacity_ah=capacity_ah)
+    plan = operando_xcsct(
+        beamline.potentiostat, beamline.pco, beamline.hexitec, beamline.rotation, beamline.vertical,
+        protocol=protocol, n_projections=settings.n_projections,
+        xcs_positions_mm=beamline.cathode_heights_mm(settings.xcs_positions), xct_exposure=settings.xct_exposure_s,
+        xcs_exposure=settings.xcs_exposure_s, flats=settings.flats, darks=settings.darks, shutter=beamline.shutter,
+        beam=beamline.beam, sample_stage=beamline.translation, out_position=25.0, max_repeats=settings.max_repeats,
+    )  # fmt: skip
+    return beamline, plan
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise OperandoStreamError(f"{what} within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def run_experiment(
+    modes: tuple[str, ...],
+    config: OperandoConfig,
+    *,
+    analyses: dict[str, AnalysisFactory] | None = None,
+    progress_file: TextIO | None = None,
+    table_file: TextIO | None = None,
+    run_engine: RunEngine | None = None,
+) -> ExperimentResult:
+    """Run the operando plans of ``modes`` on the simulated end stations, recorded into
+    ``config.out_dir`` and analysed live by ``analyses[mode]`` (a factory per mode).
+
+    ``progress_file``/``table_file`` receive the progress bar and the potentiostat's live
+    table (default: discarded). ``run_engine``: the RunEngine to use (default: a new one).
+    """
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise OperandoStreamError(f"unknown mode(s) {sorted(unknown)}; choose from {MODES}")
+    analyses = analyses or {}
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = ExperimentResult()
+    with (
+        DocumentPublisher(_LOOPBACK_ANY_PORT, block_when_full=True) as documents,
+        FramePublisher(_LOOPBACK_ANY_PORT, block_when_full=True) as frames,
+    ):
+        recorder = RecorderThread(RecorderConfig(out_dir=out_dir, document_address=documents.address,
+                                                 frame_address=frames.address, linger_s=0.5))  # fmt: skip
+        consumers = {
+            mode: ConsumerThread(Consumer(factory, document_address=documents.address, frame_address=frames.address))
+            for mode, factory in analyses.items()
+            if mode in modes
+        }
+        try:
+            documents.wait_for_subscribers(1 + len(consumers), timeout_s=30)
+            frames.wait_for_subscribers(1 + len(consumers), timeout_s=30)
+            run_engine = run_engine or RunEngine({})
+            sink = FrameSink(frames, run_directory=out_dir)
+            tokens = [
+                run_engine.subscribe(documents),
+                run_engine.subscribe(sink),
+                run_engine.subscribe(ScanProgress(file=progress_file or io.StringIO())),
+            ]
+            for mode in modes:
+                _, plan = (_xrdct_plan if mode == "xrdct" else _xcsct_plan)(config, sink)
+                table = LiveTable(["potentiostat_voltage", "potentiostat_current", "potentiostat_capacity"],
+                                  stream_name="primary", out=(table_file or io.StringIO()).write)  # fmt: skip
+                token = run_engine.subscribe(table)
+                started = time.monotonic()
+                (uid,) = run_engine(plan)
+                result.elapsed_s[mode] = time.monotonic() - started
+                run_engine.unsubscribe(token)
+                closed = recorder.recorder.closed_runs
+                _wait_for(lambda uid=uid: uid in closed, 120, f"the recorder did not close the {mode} run")
+                result.run_files[mode] = recorder.recorder.files[uid]
+                if mode in consumers:
+                    consumer = consumers[mode].consumer
+                    _wait_for(lambda c=consumer: c.idle and c.finished, 600, f"the {mode} analysis did not finish")
+            for token in tokens:
+                run_engine.unsubscribe(token)
+        finally:
+            for mode, thread in consumers.items():
+                result.analyses[mode] = thread.stop().finished
+            recorder.stop()
+    return result
