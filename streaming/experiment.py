@@ -137,8 +137,8 @@ def run_experiment(
                 (uid,) = run_engine(plan)
                 result.elapsed_s[mode] = time.monotonic() - started
                 run_engine.unsubscribe(token)
-                closed = recorder.recorder.closed_runs
-                _wait_for(lambda uid=uid: uid in closed, 120, f"the recorder did not close the {mode} run")
+                closed_runs = recorder.recorder.closed_runs
+                _wait_for(lambda uid=uid, closed=closed_runs: uid in closed, 120, f"the recorder did not close {uid}")
                 result.run_files[mode] = recorder.recorder.files[uid]
                 if mode in consumers:
                     consumer = consumers[mode].consumer
