@@ -22,7 +22,7 @@ import bluesky.preprocessors as bpp
 from bluesky.utils import Msg
 
 from devices.detectors import StreamingDetector
-from devices.motion import SimAxis, SimBeamShaper, SimShutter
+from devices.motion import ClockDelay, SimAxis, SimBeamShaper, SimShutter
 from devices.potentiostat import SimPotentiostat
 from devices.protocol import CyclingProtocol
 
@@ -43,14 +43,25 @@ def _safe_end(shutter: SimShutter | None, potentiostat: SimPotentiostat) -> Plan
 
 
 def _repeat_while_cycling(
-    potentiostat: SimPotentiostat, protocol: CyclingProtocol, max_repeats: int | None, acquire
+    potentiostat: SimPotentiostat,
+    protocol: CyclingProtocol,
+    max_repeats: int | None,
+    acquire,
+    *,
+    delay: ClockDelay | None,
+    interval_s: float,
 ) -> Plan:
     yield from bps.monitor(potentiostat, name=potentiostat.name)
     status = yield from bps.abs_set(potentiostat, protocol, group="cycling")
     repeat = 0
     while not status.done and (max_repeats is None or repeat < max_repeats):
+        started = delay.clock.time() if delay is not None else 0.0
         yield from acquire(repeat)
         repeat += 1
+        if delay is not None and not status.done:
+            # the next repeat starts interval_s after this one started (the cell cycles meanwhile)
+            yield from bps.checkpoint()
+            yield from bps.mv(delay, max(0.0, started + interval_s - delay.clock.time()))
     yield from bps.unmonitor(potentiostat)
     return repeat
 
@@ -75,6 +86,8 @@ def operando_xcsct(
     sample_stage: SimAxis | None = None,
     out_position: float | None = None,
     max_repeats: int | None = None,
+    delay: ClockDelay | None = None,
+    interval_s: float = 0.0,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """Alternate XCT scans (box beam) and XCS acquisitions (fan beam) while ``protocol`` runs.
@@ -91,6 +104,9 @@ def operando_xcsct(
     xcs_positions_mm, xcs_exposure : XCS heights (mm) and seconds at each
     max_repeats : int, optional
         Stop after this many XCT + XCS pairs even if the protocol goes on.
+    delay, interval_s : optional
+        Start a pair every ``interval_s`` seconds of experiment time (waiting on ``delay``
+        between pairs), to spread the acquisitions over the protocol.
     """
     protocol.validate(potentiostat.limits)  # everything is checked before the run opens
     rotation_speed(rotation, angle_range, n_projections, xct_exposure)
@@ -100,7 +116,7 @@ def operando_xcsct(
         "plan_name": "operando_xcsct",
         "plan_args": {"n_projections": n_projections, "xcs_positions_mm": [float(p) for p in xcs_positions_mm],
                       "xct_exposure": xct_exposure, "xcs_exposure": xcs_exposure, "angle_range": list(angle_range),
-                      "flats": flats, "darks": darks, "max_repeats": max_repeats},
+                      "flats": flats, "darks": darks, "max_repeats": max_repeats, "interval_s": interval_s},
         "detectors": [camera.name, hexitec.name],
         "motors": [rotation.name, vertical.name],
         "hints": {"dimensions": [(["time"], "primary")]},
@@ -128,7 +144,9 @@ def operando_xcsct(
     def inner() -> Plan:
         yield from bps.declare_stream(camera, name=camera.name, collect=True)
         yield from bps.declare_stream(hexitec, name=hexitec.name, collect=True)
-        return (yield from _repeat_while_cycling(potentiostat, protocol, max_repeats, acquire))
+        return (yield from _repeat_while_cycling(
+            potentiostat, protocol, max_repeats, acquire, delay=delay, interval_s=interval_s
+        ))
 
     return (yield from bpp.finalize_wrapper(inner(), _safe_end(shutter, potentiostat)))
 
@@ -148,16 +166,19 @@ def operando_xrdct(
     poni: Any = None,
     shutter: SimShutter | None = None,
     max_repeats: int | None = None,
+    delay: ClockDelay | None = None,
+    interval_s: float = 0.0,
     md: dict[str, Any] | None = None,
 ) -> Plan:
-    """Repeat zigzag XRD-CT scans while ``protocol`` runs (see :func:`~plans.xrdct.xrdct_zigzag`)."""
+    """Repeat zigzag XRD-CT scans while ``protocol`` runs (see :func:`~plans.xrdct.xrdct_zigzag`),
+    one every ``interval_s`` of experiment time if a ``delay`` is given."""
     protocol.validate(potentiostat.limits)  # everything is checked before the run opens
     line_geometry(translation, translation_range, n_translations, exposure)
     _md = {
         "plan_name": "operando_xrdct",
         "plan_args": {"n_translations": n_translations, "n_angles": n_angles,
                       "translation_range": list(translation_range), "angle_range": list(angle_range),
-                      "exposure": exposure, "max_repeats": max_repeats},
+                      "exposure": exposure, "max_repeats": max_repeats, "interval_s": interval_s},
         "detectors": [detector.name],
         "motors": [rotation.name, translation.name],
         "shape": [n_angles, n_translations],
@@ -184,6 +205,8 @@ def operando_xrdct(
     @bpp.run_decorator(md=_md)
     def inner() -> Plan:
         yield from bps.declare_stream(detector, name=detector.name, collect=True)
-        return (yield from _repeat_while_cycling(potentiostat, protocol, max_repeats, acquire))
+        return (yield from _repeat_while_cycling(
+            potentiostat, protocol, max_repeats, acquire, delay=delay, interval_s=interval_s
+        ))
 
     return (yield from bpp.finalize_wrapper(inner(), _safe_end(shutter, potentiostat)))

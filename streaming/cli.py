@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .bench import benchmark_modules, ratio_rows, run_benchmark
 from .chunks import COMPRESSIONS
+from .config import load_config
 from .errors import ConfigError, OperandoStreamError
 from .recorder import Recorder, RecorderConfig
 from .replay import ReplayConfig, replay
@@ -84,8 +85,15 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-run", action="store_true", help="tabulate the results already in benchmarks/results")
     bench.add_argument("--json", action="store_true", help="machine-readable table")
 
-    demo = commands.add_parser("demo", help="stream a simulated run, record it, replay it, compare")
-    demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default %(default)s)")
+    demo = commands.add_parser(
+        "demo", help="a simulated operando experiment: plans, recorder and live analyses (or 'synthetic')"
+    )
+    demo.add_argument("mode", nargs="?", choices=["all", "xrdct", "xcsct", "synthetic"], default="all",
+                      help="which experiment (default all); 'synthetic': stream, record, replay, compare")  # fmt: skip
+    demo.add_argument("--preset", choices=["tiny", "small", "paper"], help="XRD-CT size (default: the config's)")
+    demo.add_argument("--config", type=Path, help="TOML configuration (see streaming/config.py)")
+    demo.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
+    demo.add_argument("--out", type=Path, help="output folder (default demo-output)")
     return parser
 
 
@@ -211,10 +219,35 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from .experiment import MODES, default_analyses, run_experiment  # bluesky and the simulators: only here
+
+    if args.mode == "synthetic":
+        return _demo_synthetic(args.out or Path("demo-output"))
+    overrides = list(args.set)
+    if args.preset:
+        overrides.append(f"xrdct.preset={args.preset!r}")
+    if args.out:
+        overrides.append(f"out_dir={str(args.out)!r}")
+    config = load_config(args.config, overrides)
+    modes = MODES if args.mode == "all" else (args.mode,)
+    print(f"operando demo {args.mode}: XRD-CT preset {config.xrdct.preset}, output in {config.out_dir}", flush=True)
+    result = run_experiment(modes, config, analyses=default_analyses(config), progress_file=sys.stderr,
+                            table_file=sys.stdout)  # fmt: skip
+    for mode in modes:
+        print(f"\n{mode}: {result.elapsed_s[mode]:.1f} s")
+        with RunFileReader(result.run_files[mode]) as reader:
+            print(_format_summary(reader.summary()))
+        for analysis in result.analyses.get(mode, []):
+            for line in getattr(analysis, "report", lambda: [])():
+                print(f"  {line}")
+    return 0
+
+
+def _demo_synthetic(out: Path) -> int:
     from .demo import run_demo
 
     print("streaming a simulated zigzag scan (20 angles x 32 translations, 256 x 256 frames) ...", flush=True)
-    result = run_demo(args.out)
+    result = run_demo(out)
     print(
         f"recorded in {result.stream_s:.2f} s; replayed at full speed in {result.replay_stats.elapsed_s:.2f} s "
         f"({result.replay_stats.frames_sent / max(result.replay_stats.elapsed_s, 1e-9):.0f} frames/s)"

@@ -79,10 +79,12 @@ class XrdctConfig:
     workers: int = 1
     center_of_rotation_px: float | None = None
     n_scans: int = 2
+    interval_s: float = 3600.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         _check(self.n_scans >= 1, "xrdct.n_scans", f"must be >= 1, got {self.n_scans}")
+        _check(self.interval_s >= 0, "xrdct.interval_s", f"must be >= 0 s, got {self.interval_s}")
         _check(self.preset in PRESETS, "xrdct.preset", f"must be one of {PRESETS}, got {self.preset!r}")
         _check(self.poni is None or Path(self.poni).is_file(), "xrdct.poni", f"no such file: {self.poni}")
         _check(0 < self.exposure_s <= 10, "xrdct.exposure_s", f"must be within (0, 10] s, got {self.exposure_s}")
@@ -104,7 +106,8 @@ class XcsctConfig:
     xcs_exposure_s: float = 0.5
     xcs_positions: int = 3
     occupancy: float = 0.01
-    max_repeats: int | None = None
+    max_repeats: int | None = 4
+    interval_s: float = 1800.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -117,6 +120,7 @@ class XcsctConfig:
         _check(self.xcs_positions >= 1, "xcsct.xcs_positions", f"must be >= 1, got {self.xcs_positions}")
         _check(0 < self.occupancy < 0.5, "xcsct.occupancy", f"must be within (0, 0.5), got {self.occupancy}")
         _check(self.max_repeats is None or self.max_repeats >= 1, "xcsct.max_repeats", "must be >= 1")
+        _check(self.interval_s >= 0, "xcsct.interval_s", f"must be >= 0 s, got {self.interval_s}")
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class PotentiostatConfig:
     v_max: float = 4.2
     max_current_c_rate: float = 2.0
     sample_interval_s: float = 30.0
-    protocol: str = "CCCV charge to 4.2 V at C/20 until I < 5 %; rest 10 min; CC discharge to 2.75 V at C/2"
+    protocol: str = "CCCV charge to 4.2 V at C/2 until I < 5 %; rest 10 min; CC discharge to 2.75 V at C/2"
 
     def __post_init__(self) -> None:
         low, high = SAFE_VOLTAGE_WINDOW_V

@@ -29,7 +29,7 @@ from .errors import OperandoStreamError
 from .recorder import RecorderConfig, RecorderThread
 from .transport import DocumentPublisher, FramePublisher
 
-__all__ = ["MODES", "ExperimentResult", "run_experiment"]
+__all__ = ["MODES", "ExperimentResult", "default_analyses", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def _xrdct_plan(config: OperandoConfig, sink: FrameSink):
     protocol = parse_protocol(config.potentiostat.protocol, capacity_ah=capacity_ah)
     kwargs = beamline.zigzag_kwargs(exposure_s=config.xrdct.exposure_s)
     plan = operando_xrdct(beamline.potentiostat, beamline.pilatus, beamline.translation, beamline.rotation,
-                          protocol=protocol, max_repeats=config.xrdct.n_scans, **kwargs)  # fmt: skip
+                          protocol=protocol, max_repeats=config.xrdct.n_scans, delay=beamline.delay,
+                          interval_s=config.xrdct.interval_s, **kwargs)  # fmt: skip
     return beamline, plan
 
 
@@ -73,8 +74,14 @@ def _xcsct_plan(config: OperandoConfig, sink: FrameSink):
         xcs_positions_mm=beamline.cathode_heights_mm(settings.xcs_positions), xct_exposure=settings.xct_exposure_s,
         xcs_exposure=settings.xcs_exposure_s, flats=settings.flats, darks=settings.darks, shutter=beamline.shutter,
         beam=beamline.beam, sample_stage=beamline.translation, out_position=25.0, max_repeats=settings.max_repeats,
+        delay=beamline.delay, interval_s=settings.interval_s,
     )  # fmt: skip
     return beamline, plan
+
+
+def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
+    """The live analyses of each mode, configured from ``config``."""
+    return {}
 
 
 def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

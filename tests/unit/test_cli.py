@@ -196,7 +196,7 @@ def test_user_mistakes_give_one_line_and_exit_code_2(argv, fragment, recorded_fi
 
 
 def test_demo_streams_records_replays_and_compares(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "synthetic", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "identical to the original" in text
     recorded = list((tmp_path / "recorded").glob("*.h5"))

@@ -472,3 +472,18 @@ def test_operando_xrdct_repeats_scans_tagged_by_repeat(RE, frame_channel, xrdct_
     streams = Counter(doc["name"] for doc in by_name(documents, "descriptor"))
     assert streams == {"pilatus": 1, "potentiostat": 1, "lines": 1, "primary": 1}
     assert bl.potentiostat.mode.get() == "open_circuit"
+
+
+def test_operando_repeats_start_one_interval_apart_on_the_experiment_clock(RE, xcsct):
+    bl, collector = xcsct
+    RE.subscribe(bl.sink)
+    protocol = parse_protocol("rest 100 s", capacity_ah=1.0)
+    RE(operando_xcsct(bl.potentiostat, bl.pco, bl.hexitec, bl.rotation, bl.vertical, protocol=protocol,
+                      delay=bl.delay, interval_s=30.0, **operando_kwargs(bl)))  # fmt: skip
+    first_frames = {}
+    wait_until(lambda: len({h.indices["scan"] for h, _ in collector.frames}) >= 4)
+    for header, _ in collector.frames:
+        first_frames.setdefault(header.indices["scan"], header.timestamp)
+    starts = np.array([first_frames[k] for k in sorted(first_frames)])
+    assert len(starts) == 4  # at 0, 30, 60 and 90 s of the 100 s protocol
+    assert np.diff(starts) == pytest.approx(np.full(3, 30.0), abs=0.5)
