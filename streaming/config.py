@@ -142,7 +142,12 @@ class PotentiostatConfig:
         _check(self.v_min < self.v_max, "potentiostat.v_min", f"must be below v_max ({self.v_max} V)")
         _check(0 < self.max_current_c_rate <= 10, "potentiostat.max_current_c_rate", "must be within (0, 10] C")
         _check(self.sample_interval_s > 0, "potentiostat.sample_interval_s", "must be > 0 s")
-        _check(bool(self.protocol.strip()), "potentiostat.protocol", "must not be empty")
+        from devices.protocol import parse_protocol
+
+        try:  # read it now (C-rates against a unit capacity), before anything starts
+            parse_protocol(self.protocol, capacity_ah=1.0)
+        except ConfigError as error:
+            raise ConfigError(f"potentiostat.{error}") from None
 
 
 @dataclass(frozen=True)

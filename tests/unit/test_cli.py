@@ -185,6 +185,12 @@ def test_info_reports_runs_streams_counts_and_sizes(recorded_file, small_run, ca
         (["record", "--out", "{tmp}", "--flush-interval", "0"], "recorder.flush_interval_s: must be a number > 0"),
         (["record", "--out", "{tmp}", "--frames", "nonsense://x"], "error"),
         (["simulate", "xrdct", "--preset", "tiny", "--soc", "1.5", "--out", "{tmp}"], "soc must be within [0, 1]"),
+        (["demo", "--set", "xrdct.prest=tiny"], "xrdct.prest: unknown key (did you mean 'xrdct.preset'?)"),
+        (["demo", "--set", "xrdct.workers='two'"], "xrdct.workers: expected int, got 'two'"),
+        (["demo", "--set", "potentiostat.v_max=4.6"], "potentiostat.v_max: 4.6 V is outside the safe range"),
+        (["demo", "--set", "xrdct.poni='/no/such.poni'"], "xrdct.poni: no such file"),
+        (["demo", "--config", "/no/such.toml"], "no such configuration file"),
+        (["demo", "--set", "potentiostat.protocol='CC charge to 4.2 V at fast'"], "cannot read the rate 'fast'"),
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_code_2(argv, fragment, recorded_file, tmp_path):
