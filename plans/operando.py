@@ -185,6 +185,7 @@ def operando_xrdct(
         "snaking": [False, True],
         "extents": [list(angle_range), list(translation_range)],
         "exposure_s": exposure,
+        **({"num_points": max_repeats * n_angles * n_translations} if max_repeats else {}),
         "hints": {"dimensions": [([rotation.name], "primary")]},
         "geometry": geometry_metadata(poni),
         **cycling_metadata(potentiostat, protocol),

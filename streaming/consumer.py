@@ -100,6 +100,7 @@ class Consumer:
         self._runs: dict[str, _Run] = {}
         self._ignored: set[str] = set()
         self.finished: list[Analysis] = []
+        self.runs_seen = 0
         self.errors = 0
 
     # -- the loop ----------------------------------------------------------------------------
@@ -148,6 +149,7 @@ class Consumer:
 
     def _on_document(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start":
+            self.runs_seen += 1
             analysis = self.make_analysis(doc)
             if analysis is None:
                 self._ignored.add(doc["uid"])

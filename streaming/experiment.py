@@ -27,9 +27,11 @@ from .config import OperandoConfig
 from .consumer import Analysis, Consumer, ConsumerThread
 from .errors import OperandoStreamError
 from .recorder import RecorderConfig, RecorderThread
+from .replay import ReplayConfig, replay
+from .runreader import RunFileReader
 from .transport import DocumentPublisher, FramePublisher
 
-__all__ = ["MODES", "ExperimentResult", "default_analyses", "run_experiment"]
+__all__ = ["MODES", "ExperimentResult", "analyze_run", "default_analyses", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,3 +159,35 @@ def run_experiment(
                 result.analyses[mode] = thread.stop().finished
             recorder.stop()
     return result
+
+
+def analyze_run(path: Path, analyses: dict[str, AnalysisFactory]) -> list[Analysis]:
+    """Re-run the live analyses on a recorded run: its file replayed as fast as they take it,
+    through the same sockets and consumers as live (so the results are the live ones for the
+    same parameters). Returns the finished analyses."""
+    with RunFileReader(path) as reader:
+        start = next((doc for name, doc, *_ in reader.documents() if name == "start"), None)
+    if start is None:
+        raise OperandoStreamError(f"{path}: the run has no start document")
+    factories = list(analyses.values())
+    with (
+        DocumentPublisher(_LOOPBACK_ANY_PORT, block_when_full=True) as documents,
+        FramePublisher(_LOOPBACK_ANY_PORT, block_when_full=True) as frames,
+    ):
+        threads = [
+            ConsumerThread(Consumer(factory, document_address=documents.address, frame_address=frames.address))
+            for factory in factories
+        ]
+        finished: list[Analysis] = []
+        try:
+            documents.wait_for_subscribers(len(threads), timeout_s=30)
+            frames.wait_for_subscribers(len(threads), timeout_s=30)
+            with RunFileReader(path) as reader:
+                replay(reader, documents, frames, ReplayConfig(speed=None))
+            for thread in threads:
+                consumer = thread.consumer
+                _wait_for(lambda c=consumer: c.runs_seen and c.idle, 600, "the analysis did not finish")
+        finally:
+            for thread in threads:
+                finished.extend(thread.stop().finished)
+    return finished
