@@ -21,6 +21,10 @@ Layout (DESIGN.md "HDF5 file"; NeXus-style ``NX_class`` attributes)::
     /entry/xrdct, /entry/xcs, /entry/xct  external links to ``<file stem>.<name>.h5``: the
                                         live analyses write their results there (one
                                         writer per file; dangling until one has run)
+    /entry/potentiostat                 NXcollection, written when the run closes: the
+                                        ``potentiostat`` monitor stream as columns ``time``
+                                        (s), ``voltage`` (V), ``current`` (A), ``capacity``
+                                        (mAh), ``mode``, ``step``, ``step_time`` (s), ...
     /entry/diagnostics                  NXcollection
         <stream>/received, missing, late      int64 scalars (see SequenceTracker)
         <stream>/invalid                      int64: rejected messages whose topic named it
@@ -190,6 +194,9 @@ class RunFileWriter:
         self._file.swmr_mode = True
         self.n_documents = self._file[f"{_ENTRY}/documents/name"].shape[0]
         self._stop_doc: dict[str, Any] | None = None
+        self._potentiostat_descriptors: set[str] = set()
+        # a reading every few seconds is ~100 bytes: hours of cycling stay small in memory
+        self._potentiostat_readings: list[dict[str, Any]] = []
         self.closed = False
 
     # -- structure ------------------------------------------------------------------------
@@ -297,6 +304,10 @@ class RunFileWriter:
         """Queue one document for the next flush (start and stop documents flush at once)."""
         payload = json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()
         self._docs.append((name.encode(), payload, recv_time, arrival))
+        if name == "descriptor" and doc.get("name") == POTENTIOSTAT_STREAM:
+            self._potentiostat_descriptors.add(doc.get("uid"))
+        elif name == "event" and doc.get("descriptor") in self._potentiostat_descriptors:
+            self._potentiostat_readings.append(doc)
         if name == "start":
             self._set_start_attrs(doc)
         if name in ("start", "stop"):
@@ -381,9 +392,40 @@ class RunFileWriter:
             for name, stream in self._streams.items():
                 stream.trim()
                 file[f"{_ENTRY}/instrument/{name}"].attrs["frames_written"] = stream.n_frames
+            if self._potentiostat_readings:
+                _write_potentiostat(file[_ENTRY], self._potentiostat_readings)
         self._file.close()
         self.closed = True
         logger.info("closed %s (%d documents)", self.path, self.n_documents)
+
+
+POTENTIOSTAT_STREAM = "potentiostat"
+_POTENTIOSTAT_UNITS = {"time": "s", "voltage": "V", "current": "A", "capacity": "mAh", "step_time": "s"}
+
+
+def _write_potentiostat(entry: h5py.Group, readings: list[dict[str, Any]]) -> None:
+    """``/entry/potentiostat``: the potentiostat's monitor stream as columns (``time`` is the
+    reading's own time stamp, on the experiment clock)."""
+    if "potentiostat" in entry:  # a file reopened for late documents: rewrite it whole
+        del entry["potentiostat"]
+    group = entry.create_group("potentiostat")
+    group.attrs["NX_class"] = "NXcollection"
+    prefix = f"{POTENTIOSTAT_STREAM}_"
+    keys = sorted({key for doc in readings for key in doc.get("data", {})})
+    times = [doc.get("timestamps", {}).get(f"{prefix}voltage", doc.get("time")) for doc in readings]
+    group.create_dataset("time", data=np.array(times, dtype=np.float64)).attrs["units"] = "s"
+    for key in keys:
+        values = [doc["data"].get(key) for doc in readings]
+        column = key.removeprefix(prefix)
+        if all(isinstance(v, str) for v in values):
+            data = np.array([v.encode() for v in values], dtype="S32")
+        elif all(_is_number(v) for v in values):
+            data = np.array(values, dtype=np.float64)
+        else:
+            continue  # arrays or mixed types: they stay in the documents
+        dataset = group.create_dataset(column, data=data)
+        if column in _POTENTIOSTAT_UNITS:
+            dataset.attrs["units"] = _POTENTIOSTAT_UNITS[column]
 
 
 def _is_number(value: Any) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import h5py
+import numpy as np
 
 from streaming.config import load_config
 from streaming.experiment import run_experiment
@@ -27,4 +28,10 @@ def test_both_operando_experiments_run_and_are_recorded(RE, tmp_path):
         assert file["entry"].attrs["plan_name"] == "operando_xcsct"
         assert file["entry/instrument/pco/data"].shape[0] == 2 * (2 + 2 + 30)
         assert file["entry/instrument/hexitec/data"].shape[0] == 2 * 2 * round(0.01 * 9118.87)
+        # the potentiostat's monitor stream as columns: charging at 1C, the voltage rises
+        cycling = file["entry/potentiostat"]
+        charging = cycling["mode"][:] == b"constant_current"
+        assert charging.sum() >= 3 and cycling["voltage"].attrs["units"] == "V"
+        assert np.all(np.diff(cycling["voltage"][:][charging]) > 0)
+        assert np.all(np.diff(cycling["time"][:]) >= 0) and cycling["capacity"][-1] > 0
     assert "potentiostat_voltage" in table.getvalue()
