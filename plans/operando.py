@@ -58,7 +58,8 @@ def _repeat_while_cycling(
         started = delay.clock.time() if delay is not None else 0.0
         yield from acquire(repeat)
         repeat += 1
-        if delay is not None and not status.done:
+        more = max_repeats is None or repeat < max_repeats
+        if delay is not None and more and not status.done:
             # the next repeat starts interval_s after this one started (the cell cycles meanwhile)
             yield from bps.checkpoint()
             yield from bps.mv(delay, max(0.0, started + interval_s - delay.clock.time()))
