@@ -79,6 +79,13 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--attenuation", action="store_true", help="zero-order self-absorption of each ray")
     simulate.add_argument("--out", type=Path, required=True, help="output folder")
 
+    analyze = commands.add_parser("analyze", help="re-run the live analyses on a recorded run, with new parameters")
+    analyze.add_argument("file", type=Path)
+    analyze.add_argument("--config", type=Path, help="TOML configuration (see streaming/config.py)")
+    analyze.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
+    analyze.add_argument("--out", type=Path, help="folder for the results (default: beside the run file, "
+                         "where its /entry/<analysis> links point)")  # fmt: skip
+
     bench = commands.add_parser("bench", help="run the benchmarks of benchmarks/ and tabulate their ratios")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all; see --list)")
     bench.add_argument("--list", action="store_true", help="list the benchmarks and exit")
@@ -190,6 +197,24 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from .experiment import analyze_run, default_analyses
+
+    if not args.file.is_file():
+        raise FileNotFoundError(f"no such file: {args.file}")
+    out = args.out or args.file.parent
+    config = load_config(args.config, [*args.set, f"out_dir={str(out)!r}"])
+    analyses = default_analyses(config)
+    if not analyses:
+        raise ConfigError("analyze: no live analysis is configured for this run")
+    finished = analyze_run(args.file, analyses)
+    print(f"analysed {args.file}: {len(finished)} analysis result(s) in {out}")
+    for analysis in finished:
+        for line in getattr(analysis, "report", lambda: [])():
+            print(f"  {line}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     root = Path.cwd()
     available = benchmark_modules(root)
@@ -266,6 +291,7 @@ _COMMANDS = {
     "simulate": _cmd_simulate,
     "demo": _cmd_demo,
     "bench": _cmd_bench,
+    "analyze": _cmd_analyze,
 }
 
 
