@@ -3,19 +3,22 @@ EPICS classes with the same names and ``set`` values (:mod:`devices.epics`).
 
 - :mod:`.motion`: :class:`SimAxis` (translation, rotation, vertical stages), :class:`SimShutter`,
   :class:`SimBeamShaper` (pencil / box / fan beam), :class:`ClockDelay`.
-- :mod:`.detectors`: :class:`SimPilatus`, :class:`SimPcoEdge`, :class:`SimHexitec`, streaming
-  their frames through a :class:`FrameSink` and describing them as StreamResource/StreamDatum.
+- :mod:`.streaming_detector`: :class:`StreamingDetector`, flown with :class:`TimeTriggered` or
+  :class:`PositionTriggered` acquisitions, streaming its frames through a :class:`FrameSink`
+  and describing them as StreamResource/StreamDatum.
+- :mod:`.detectors`: :class:`SimPilatus`, :class:`SimPcoEdge`, :class:`SimHexitec`.
 - :mod:`.potentiostat`, :mod:`.protocol`: :class:`SimPotentiostat` running a
   :class:`CyclingProtocol` within :class:`PotentiostatLimits`.
 - :mod:`.beamline`: :func:`sim_xrdct_beamline`, :func:`sim_xcsct_beamline`.
 """
 
 from .beamline import XcsctBeamline, XrdctBeamline, sim_xcsct_beamline, sim_xrdct_beamline
-from .detectors import PositionTriggered, SimHexitec, SimPcoEdge, SimPilatus, StreamingDetector, TimeTriggered
+from .detectors import SimHexitec, SimPcoEdge, SimPilatus
 from .motion import BEAM_SHAPES, ClockDelay, SimAxis, SimBeamShaper, SimShutter, Trajectory
 from .potentiostat import SimPotentiostat
 from .protocol import CurrentStep, CyclingProtocol, PotentiostatLimits, RestStep, VoltageStep, parse_protocol
 from .sink import FrameSink
+from .streaming_detector import PositionTriggered, StreamingDetector, TimeTriggered
 
 __all__ = [
     "BEAM_SHAPES",

@@ -21,10 +21,10 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky.utils import Msg
 
-from devices.detectors import StreamingDetector
 from devices.motion import ClockDelay, SimAxis, SimBeamShaper, SimShutter
 from devices.potentiostat import SimPotentiostat
 from devices.protocol import CyclingProtocol
+from devices.streaming_detector import StreamingDetector
 
 from .cycling import cycling_metadata
 from .stubs import close_shutter

@@ -8,8 +8,8 @@ from typing import Any
 import bluesky.plan_stubs as bps
 from bluesky.utils import Msg, short_uid
 
-from devices.detectors import Acquisition, StreamingDetector
 from devices.motion import SimAxis, SimShutter
+from devices.streaming_detector import Acquisition, StreamingDetector
 
 __all__ = ["close_shutter", "fly"]
 

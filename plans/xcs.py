@@ -14,8 +14,8 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky.utils import Msg
 
-from devices.detectors import StreamingDetector, TimeTriggered
 from devices.motion import SimAxis, SimBeamShaper, SimShutter
+from devices.streaming_detector import StreamingDetector, TimeTriggered
 
 from .stubs import fly
 

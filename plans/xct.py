@@ -17,8 +17,8 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.utils import Msg
 
-from devices.detectors import PositionTriggered, StreamingDetector, TimeTriggered
 from devices.motion import SimAxis, SimShutter
+from devices.streaming_detector import PositionTriggered, StreamingDetector, TimeTriggered
 from streaming.errors import LimitError
 
 from .stubs import fly

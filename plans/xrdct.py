@@ -24,8 +24,8 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.utils import Msg
 
-from devices.detectors import PositionTriggered, StreamingDetector
 from devices.motion import SimAxis, SimShutter
+from devices.streaming_detector import PositionTriggered, StreamingDetector
 from streaming.errors import LimitError
 
 from .stubs import close_shutter, fly
