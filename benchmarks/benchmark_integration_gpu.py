@@ -61,9 +61,16 @@ def prepare(folder: Path, n_frames: int = 4) -> None:
 
 
 def run(folder: Path, out: Path) -> dict:
+    import importlib.util
+
     import cupy
 
-    from streaming.processing.integration_gpu import GpuTrimmedMean
+    # the module alone: the package's __init__ needs pyzmq, h5py ..., absent on a bare GPU machine
+    path = Path(__file__).parents[1] / "streaming" / "processing" / "integration_gpu.py"
+    spec = importlib.util.spec_from_file_location("integration_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    GpuTrimmedMean = module.GpuTrimmedMean  # noqa: N806
 
     data = np.load(folder / "inputs.npz")
     gpu = GpuTrimmedMean(data["indptr"], data["pixel_index"], data["normalization"], percentiles=PERCENTILES)
