@@ -19,7 +19,7 @@ from bluesky.callbacks.best_effort import BestEffortCallback
 from bluesky.utils import FailedStatus, RunEngineInterrupted
 
 from devices import FrameSink, parse_protocol, sim_xcsct_beamline, sim_xrdct_beamline
-from plans import ScanProgress, operando_xcsct, operando_xrdct, xcs_acquire, xct_scan, xrdct_zigzag
+from plans import ScanProgress, operando_xcsct, operando_xrdct, run_protocol, xcs_acquire, xct_scan, xrdct_zigzag
 from plans.xct import DARK, FLAT, PROJECTION
 from streaming.errors import DeviceError, LimitError
 from streaming.recorder import RecorderThread
@@ -487,3 +487,21 @@ def test_operando_repeats_start_one_interval_apart_on_the_experiment_clock(RE, x
     starts = np.array([first_frames[k] for k in sorted(first_frames)])
     assert len(starts) == 4  # at 0, 30, 60 and 90 s of the 100 s protocol
     assert np.diff(starts) == pytest.approx(np.full(3, 30.0), abs=0.5)
+
+
+def test_run_protocol_cycles_to_the_end_with_the_readings_as_a_stream(RE):
+    bl = sim_xcsct_beamline(sample_interval_s=60.0)
+    documents = collect_documents(RE)
+    capacity = bl.potentiostat.battery.nominal_capacity_ah
+    protocol = parse_protocol("CC charge to 4.0 V at 1C; rest 5 min; CC discharge to 3.2 V at 1C", capacity_ah=capacity)
+    RE(run_protocol(bl.potentiostat, protocol, delay=bl.delay, poll_s=120.0))
+    (start,) = by_name(documents, "start")
+    assert start["plan_name"] == "run_protocol" and len(start["protocol"]["steps"]) == 3
+    descriptors = {doc["uid"]: doc["name"] for doc in by_name(documents, "descriptor")}
+    readings = [doc["data"] for doc in by_name(documents, "event") if descriptors[doc["descriptor"]] == "potentiostat"]
+    modes = [r["potentiostat_mode"] for r in readings]
+    assert "constant_current" in modes and "rest" in modes
+    voltages = np.array([r["potentiostat_voltage"] for r in readings])
+    currents = np.array([r["potentiostat_current"] for r in readings])
+    assert voltages[currents > 0].max() <= 4.0 + 1e-9 and voltages[currents < 0].min() >= 3.2 - 1e-9
+    assert bl.potentiostat.mode.get() == "open_circuit" and by_name(documents, "stop")[0]["exit_status"] == "success"
