@@ -56,8 +56,7 @@ class FrameSink:
 
     def run_file_uri(self) -> str:
         """URI of the recorder's HDF5 file of the open run."""
-        self.run_uid  # noqa: B018  (raises when no run is open)
-        path = self.run_directory / run_file_name(self._start["uid"], self._start)
+        path = self.run_directory / run_file_name(self.run_uid, self._start)
         return path.as_uri()
 
     @staticmethod
