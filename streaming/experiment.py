@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 from bluesky import RunEngine
 from bluesky.callbacks import LiveTable
 
@@ -66,7 +67,7 @@ def _xrdct_plan(config: OperandoConfig, sink: FrameSink):
 
 def _xcsct_plan(config: OperandoConfig, sink: FrameSink):
     settings = config.xcsct
-    beamline = sim_xcsct_beamline(sink=sink, occupancy=settings.occupancy, seed=settings.seed,
+    beamline = sim_xcsct_beamline(sink=sink, occupancy=settings.occupancy, seed=settings.seed, n_z=XCSCT_ROWS,
                                   sample_interval_s=config.potentiostat.sample_interval_s)  # fmt: skip
     capacity_ah = beamline.potentiostat.battery.nominal_capacity_ah
     protocol = parse_protocol(config.potentiostat.protocol, capacity_ah=capacity_ah)
@@ -81,9 +82,35 @@ def _xcsct_plan(config: OperandoConfig, sink: FrameSink):
     return beamline, plan
 
 
+XCSCT_ROWS = 32  # camera rows of the simulated coin cell (sim_xcsct_beamline's n_z)
+
+
+def write_xcs_calibration(beamline: Any, folder: Path) -> None:
+    """What the beamline has before an XCS-CT experiment: the HEXITEC's per-pixel calibration
+    and dark frames (here from the simulated detector)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    beamline.hexitec.write_calibration(folder)
+    np.save(folder / "darks.npy", beamline.hexitec.simulator().dark_frames(500))
+
+
 def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
-    """The live analyses of each mode, configured from ``config``."""
-    return {}
+    """The live analyses of each mode, configured from ``config``: XCS-CT when the HEXITEC
+    calibration is in ``out_dir/calibration`` (``operando demo`` writes it there)."""
+    from simulators.coin_cell import CoinCell
+
+    from .xcs_analysis import XcsctAnalysisConfig, xcsct_analysis_factory
+
+    out_dir = Path(config.out_dir)
+    calibration = out_dir / "calibration"
+    analyses: dict[str, AnalysisFactory] = {}
+    if (calibration / "gradients.txt").is_file():
+        cell = CoinCell()
+        analyses["xcsct"] = xcsct_analysis_factory(XcsctAnalysisConfig(
+            out_dir=out_dir, gradients_path=calibration / "gradients.txt",
+            intercepts_path=calibration / "intercepts.txt", dark_frames_path=calibration / "darks.npy",
+            xct_pixel_size_m=cell.diameter_m / 80, xct_row_height_m=cell.height_m / XCSCT_ROWS,
+        ))  # fmt: skip
+    return analyses
 
 
 def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -102,12 +129,14 @@ def run_experiment(
     progress_file: TextIO | None = None,
     table_file: TextIO | None = None,
     run_engine: RunEngine | None = None,
+    live_analysis: bool = True,
 ) -> ExperimentResult:
     """Run the operando plans of ``modes`` on the simulated end stations, recorded into
     ``config.out_dir`` and analysed live by ``analyses[mode]`` (a factory per mode).
 
     ``progress_file``/``table_file`` receive the progress bar and the potentiostat's live
     table (default: discarded). ``run_engine``: the RunEngine to use (default: a new one).
+    ``live_analysis``: run each mode's default analysis where ``analyses`` names none.
     """
     unknown = set(modes) - set(MODES)
     if unknown:
@@ -122,15 +151,11 @@ def run_experiment(
     ):
         recorder = RecorderThread(RecorderConfig(out_dir=out_dir, document_address=documents.address,
                                                  frame_address=frames.address, linger_s=0.5))  # fmt: skip
-        consumers = {
-            mode: ConsumerThread(Consumer(factory, document_address=documents.address, frame_address=frames.address))
-            for mode, factory in analyses.items()
-            if mode in modes
-        }
+        tokens = []
+        run_engine = run_engine or RunEngine({})
         try:
-            documents.wait_for_subscribers(1 + len(consumers), timeout_s=30)
-            frames.wait_for_subscribers(1 + len(consumers), timeout_s=30)
-            run_engine = run_engine or RunEngine({})
+            documents.wait_for_subscribers(1, timeout_s=30)
+            frames.wait_for_subscribers(1, timeout_s=30)
             sink = FrameSink(frames, run_directory=out_dir)
             tokens = [
                 run_engine.subscribe(documents),
@@ -138,27 +163,57 @@ def run_experiment(
                 run_engine.subscribe(ScanProgress(file=progress_file or io.StringIO())),
             ]
             for mode in modes:
-                _, plan = (_xrdct_plan if mode == "xrdct" else _xcsct_plan)(config, sink)
-                table = LiveTable(["potentiostat_voltage", "potentiostat_current", "potentiostat_capacity"],
-                                  stream_name="primary", out=(table_file or io.StringIO()).write)  # fmt: skip
-                token = run_engine.subscribe(table)
-                started = time.monotonic()
-                (uid,) = run_engine(plan)
-                result.elapsed_s[mode] = time.monotonic() - started
-                run_engine.unsubscribe(token)
-                closed_runs = recorder.recorder.closed_runs
-                _wait_for(lambda uid=uid, closed=closed_runs: uid in closed, 120, f"the recorder did not close {uid}")
-                result.run_files[mode] = recorder.recorder.files[uid]
-                if mode in consumers:
-                    consumer = consumers[mode].consumer
-                    _wait_for(lambda c=consumer: c.idle and c.finished, 600, f"the {mode} analysis did not finish")
+                beamline, plan = (_xrdct_plan if mode == "xrdct" else _xcsct_plan)(config, sink)
+                if mode == "xcsct" and live_analysis:
+                    write_xcs_calibration(beamline, out_dir / "calibration")
+                factory = analyses.get(mode) or (default_analyses(config).get(mode) if live_analysis else None)
+                result.analyses[mode] = _run_mode(
+                    mode, plan, run_engine, recorder, factory, documents, frames, table_file, result
+                )
+        finally:
             for token in tokens:
                 run_engine.unsubscribe(token)
-        finally:
-            for mode, thread in consumers.items():
-                result.analyses[mode] = thread.stop().finished
             recorder.stop()
     return result
+
+
+def _run_mode(  # noqa: PLR0917
+    mode: str,
+    plan: Any,
+    run_engine: RunEngine,
+    recorder: RecorderThread,
+    factory: AnalysisFactory | None,
+    documents: DocumentPublisher,
+    frames: FramePublisher,
+    table_file: TextIO | None,
+    result: ExperimentResult,
+) -> list[Analysis]:
+    """One mode's run, with its analysis subscribed before the run starts."""
+    consumer = None
+    if factory is not None:
+        consumer = ConsumerThread(Consumer(factory, document_address=documents.address, frame_address=frames.address))
+    try:
+        if consumer is not None:
+            documents.wait_for_subscribers(2, timeout_s=30)
+            frames.wait_for_subscribers(2, timeout_s=30)
+        table = LiveTable(["potentiostat_voltage", "potentiostat_current", "potentiostat_capacity"],
+                          stream_name="primary", out=(table_file or io.StringIO()).write)  # fmt: skip
+        token = run_engine.subscribe(table)
+        started = time.monotonic()
+        try:
+            (uid,) = run_engine(plan)
+        finally:
+            run_engine.unsubscribe(token)
+        result.elapsed_s[mode] = time.monotonic() - started
+        closed_runs = recorder.recorder.closed_runs
+        _wait_for(lambda: uid in closed_runs, 120, f"the recorder did not close {uid}")
+        result.run_files[mode] = recorder.recorder.files[uid]
+        if consumer is not None:
+            live = consumer.consumer
+            _wait_for(lambda: live.runs_seen and live.idle, 600, f"the {mode} analysis did not finish")
+    finally:
+        finished = consumer.stop().finished if consumer is not None else []
+    return finished
 
 
 def analyze_run(path: Path, analyses: dict[str, AnalysisFactory]) -> list[Analysis]:

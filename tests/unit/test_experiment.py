@@ -34,4 +34,10 @@ def test_both_operando_experiments_run_and_are_recorded(RE, tmp_path):
         assert charging.sum() >= 3 and cycling["voltage"].attrs["units"] == "V"
         assert np.all(np.diff(cycling["voltage"][:][charging]) > 0)
         assert np.all(np.diff(cycling["time"][:]) >= 0) and cycling["capacity"][-1] > 0
+        # the live XCS-CT analysis, through the run file's links
+        emf = file["entry/xcs/emf_map"]
+        assert emf.shape == (2 * 2, 80, 80) and np.isfinite(file["entry/xcs/emf_cathode"][:]).all()
+        assert file["entry/xct/reconstruction"].shape[-2:] == (80, 80)
+    assert len(result.analyses["xcsct"]) == 1
+    assert result.run_files["xcsct"].with_suffix(".xcs.png").is_file()
     assert "potentiostat_voltage" in table.getvalue()
