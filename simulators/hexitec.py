@@ -128,13 +128,31 @@ class HexitecSimulator:
 
     # -- expectations ---------------------------------------------------------------------------
 
-    def expected_spectra(self) -> np.ndarray:
+    def expected_spectra(self, *, charge_sharing: str | None = None) -> np.ndarray:
         """Expected counts per frame, (80, 80, 1000) on the HEXITEC bins: each pixel's
         scattered photons after escape and resolution, plus its share of the fluorescence
-        and of the W/Pb lines; charge-shared photons counted once at their hit pixel."""
+        and of the W/Pb lines.
+
+        ``charge_sharing=None``: every photon once at its hit pixel, at the single-pixel
+        resolution. ``"sum"``: what an event chain keeping single-pixel events and summing
+        two-pixel ones measures: three-pixel photons dropped, two-pixel ones at √2 times the
+        resolution (the noise of two pixels adds); neighbouring photons of one frame are
+        assumed apart (low occupancy).
+        """
+        if charge_sharing not in (None, "sum"):
+            raise ValueError(f"charge_sharing must be None or 'sum', got {charge_sharing!r}")
+        s = self.sharing
+        if charge_sharing is None:
+            parts = ((1.0, self.model.resolution_fwhm_kev),)
+        else:
+            parts = ((1.0 - s.two_pixel - s.three_pixel, self.model.resolution_fwhm_kev),
+                     (s.two_pixel, math.sqrt(2.0) * self.model.resolution_fwhm_kev))  # fmt: skip
+        return sum(weight * self._expected_at(fwhm) for weight, fwhm in parts)
+
+    def _expected_at(self, fwhm_kev: float) -> np.ndarray:
         scale = self._photons_per_unit
         escaped_spectra, escaped = self.model.escape(self._element_spectra)
-        per_element = self.model.to_hexitec_bins(escaped_spectra)  # (element, bins)
+        per_element = self.model.to_hexitec_bins(escaped_spectra, resolution_fwhm_kev=fwhm_kev)  # (element, bins)
         spectra = (self._atoms @ per_element).reshape(*SHAPE, -1) * scale
         # half of the escaped K photons land in a random other pixel: evenly, on average
         n_cd, n_te = (self._atoms @ escaped).sum(axis=0) * scale * 0.5
@@ -145,7 +163,7 @@ class HexitecSimulator:
         shield_escaped, shield_escapes = self.model.escape(self.model.shield_source() * self._shield_per_frame)
         fluorescence[np.argmin(np.abs(grid - CD_KA_KEV))] += 0.5 * shield_escapes[0]
         fluorescence[np.argmin(np.abs(grid - TE_KA_KEV))] += 0.5 * shield_escapes[1]
-        uniform = self.model.to_hexitec_bins(shield_escaped + fluorescence) / _N_PIXELS
+        uniform = self.model.to_hexitec_bins(shield_escaped + fluorescence, resolution_fwhm_kev=fwhm_kev) / _N_PIXELS
         return spectra + uniform[None, None]
 
     # -- frames ---------------------------------------------------------------------------------

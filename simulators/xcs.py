@@ -176,9 +176,10 @@ class XcsModel:
             escaped.append(escaping.sum(axis=-1))
         return out, np.stack(escaped, axis=-1)
 
-    def to_hexitec_bins(self, fine: np.ndarray) -> np.ndarray:
+    def to_hexitec_bins(self, fine: np.ndarray, *, resolution_fwhm_kev: float | None = None) -> np.ndarray:
         """Photons on the fine grid (..., n_fine) -> expected counts in the HEXITEC's 0.2 keV
-        bins (..., 1000) with the detector's Gaussian resolution (counts conserved)."""
+        bins (..., 1000) with the detector's Gaussian resolution (counts conserved); a
+        ``resolution_fwhm_kev`` other than the model's one (e.g. of summed events)."""
         edges = HEXITEC_ENERGY_EDGES_KEV
         width = edges[1] - edges[0]
         index = np.clip(((self.fine_energy_kev - edges[0]) / width).astype(int), 0, edges.size - 2)
@@ -186,7 +187,8 @@ class XcsModel:
         start, stop = np.searchsorted(index, bins, "left"), np.searchsorted(index, bins, "right")
         cumulative = np.concatenate([np.zeros((*fine.shape[:-1], 1)), np.cumsum(fine, axis=-1)], axis=-1)
         binned = cumulative[..., stop] - cumulative[..., start]
-        sigma_bins = self.resolution_fwhm_kev / (2 * math.sqrt(2 * math.log(2))) / width
+        fwhm_kev = self.resolution_fwhm_kev if resolution_fwhm_kev is None else resolution_fwhm_kev
+        sigma_bins = fwhm_kev / (2 * math.sqrt(2 * math.log(2))) / width
         half = math.ceil(6 * sigma_bins)
         j = np.arange(-half, half + 1)
         kernel = 0.5 * (erf((j + 0.5) / (sigma_bins * math.sqrt(2))) - erf((j - 0.5) / (sigma_bins * math.sqrt(2))))
