@@ -42,6 +42,7 @@ from .processing import compton
 from .processing.hexitec import HexitecCalibration, HexitecConfig, SpectrumAccumulator, read_calibration_files
 from .processing.hexitec import pedestal_from_darks as pedestal_of
 from .processing.segmentation import COMPONENTS, SegmentationConfig
+from .processing.xcs_reference import correct_spectra
 from .protocol import Frame
 from .recorder import run_file_name
 from .runfile import analysis_file_name
@@ -95,6 +96,10 @@ class XcsctAnalysisConfig:
         A pixel belongs to the region when this fraction of its sheet column is in it.
     figure : bool
         Write the PNG summary.
+    background_path : Path, optional
+        ``.npz`` of a measurement without the sample (the paper's reference profile):
+        ``spectra`` (80, 80, n_bins) and ``n_frames``; scaled to each acquisition's frames and
+        subtracted before the EMF (:func:`~streaming.processing.xcs_reference.correct_spectra`).
     """
 
     out_dir: Path
@@ -118,13 +123,15 @@ class XcsctAnalysisConfig:
     region_component: str = "cathode"
     region_fraction: float = 0.5
     figure: bool = True
+    background_path: Path | None = None
 
     def __post_init__(self) -> None:
-        for key in ("out_dir", "gradients_path", "intercepts_path", "dark_frames_path", "pedestal_path"):
+        for key in ("out_dir", "gradients_path", "intercepts_path", "dark_frames_path", "pedestal_path",
+                    "background_path"):  # fmt: skip
             value = getattr(self, key)
             if value is not None:
                 object.__setattr__(self, key, Path(value))
-        for key in ("gradients_path", "intercepts_path", "dark_frames_path", "pedestal_path"):
+        for key in ("gradients_path", "intercepts_path", "dark_frames_path", "pedestal_path", "background_path"):
             path = getattr(self, key)
             if path is not None and not path.is_file():
                 raise ConfigError(f"xcs_analysis.{key}: no such file {path}")
@@ -218,6 +225,10 @@ class XcsctAnalysis:
         self._readings: dict[float, dict[str, Any]] = {}  # potentiostat readings by time stamp
         self.voltage_v = self.capacity_mah = np.empty(0)
         self.files: dict[str, Path] = {}
+        self._background: tuple[np.ndarray, int] | None = None
+        if config.background_path is not None:
+            with np.load(config.background_path) as reference:
+                self._background = (np.asarray(reference["spectra"], np.float64), int(reference["n_frames"]))
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -293,6 +304,9 @@ class XcsctAnalysis:
         self._flush()
         cube = self._accumulator.spectra
         c = self.config
+        if self._background is not None:  # the holder's signal, scaled to these frames, goes first
+            spectra, frames = self._background
+            cube = correct_spectra(cube, n_frames=done.n_frames, background=spectra, background_frames=frames)
         emf_map, emf_sigma = compton.emf(cube, self._edges_kev, c.incident_kev, c.angle_deg, return_sigma=True)
         if self.xct:
             fraction = self.xct[-1].mask_on_xcs_grid(c.region_component, z_centre_m=done.height_mm * 1e-3,
@@ -300,14 +314,14 @@ class XcsctAnalysis:
             region = fraction >= c.region_fraction
         else:
             region = cube.sum(axis=-1) > 0
-        spectrum = cube[region].sum(axis=0, dtype=np.int64)
+        spectrum = cube[region].sum(axis=0, dtype=cube.dtype if self._background is not None else np.int64)
         value, sigma = compton.emf(spectrum, self._edges_kev, c.incident_kev, c.angle_deg, return_sigma=True)
         for key, item in (("scan", done.scan), ("position", done.position), ("position_mm", done.height_mm),
                           ("emf_time", done.time_sum_s / done.n_frames), ("n_frames", done.n_frames),
                           ("emf_map", emf_map), ("emf_sigma", emf_sigma), ("emf_cathode", float(value)),
                           ("emf_cathode_sigma", float(sigma)), ("region_mask", region),
                           ("region_from_xct", bool(self.xct)), ("spectrum_region", spectrum),
-                          ("spectrum_total", cube.sum(axis=(0, 1), dtype=np.int64))):  # fmt: skip
+                          ("spectrum_total", cube.sum(axis=(0, 1)))):  # fmt: skip
             self.results[key].append(item)
         self.counters.append(self._accumulator.counters.as_dict())
         self.latest_cube = cube
@@ -373,7 +387,7 @@ class XcsctAnalysis:
             gradients_path=str(c.gradients_path), intercepts_path=str(c.intercepts_path),
             pedestal_source=self.pedestal_source, region_component=c.region_component,
             region_fraction=c.region_fraction, sheet_thickness_m=c.sheet_thickness_m, batch_frames=c.batch_frames,
-            exit_status=(stop or {}).get("exit_status", "unknown"),
+            background_path=str(c.background_path or ""), exit_status=(stop or {}).get("exit_status", "unknown"),
         )  # fmt: skip
         group.create_dataset("energy", data=self._edges_kev).attrs["units"] = "keV"
         units = {"position_mm": "mm", "emf_time": "s"}
