@@ -75,6 +75,9 @@ class Consumer:
         Publishers to connect to.
     frame_pattern : {"sub", "pull"}
         ``"pull"`` to take a share of the frames from a PUSH publisher (a worker).
+    frame_bind : bool
+        Bind the frame socket instead of connecting: a ``"pull"`` consumer that many
+        workers' PUSH publishers connect to (fan-in of their results).
     linger_s : float
         How long after the stop document to wait for announced frames still on their way.
     max_pending : int
@@ -88,13 +91,14 @@ class Consumer:
         document_address: str = DEFAULT_DOCUMENT_ADDRESS,
         frame_address: str = DEFAULT_FRAME_ADDRESS,
         frame_pattern: str = "sub",
+        frame_bind: bool = False,
         streams: tuple[str, ...] | None = None,
         linger_s: float = 5.0,
         max_pending: int = 10_000,
     ) -> None:
         self.make_analysis = make_analysis
         self.documents = DocumentSubscriber(document_address)
-        self.frames = FrameSubscriber(frame_address, pattern=frame_pattern, streams=streams)
+        self.frames = FrameSubscriber(frame_address, pattern=frame_pattern, streams=streams, bind=frame_bind)
         self.linger_s = linger_s
         self._pending: deque[Frame] = deque(maxlen=max_pending)
         self._runs: dict[str, _Run] = {}
@@ -193,7 +197,9 @@ class Consumer:
             if uid not in self._ignored:
                 self._pending.append(frame)
             return
-        run.received[frame.header.stream] += 1
+        # a derived stream ("pilatus.integrated": one result per frame of "pilatus", made by
+        # workers) counts towards the frames its source announced
+        run.received[frame.header.stream.split(".", 1)[0]] += 1
         if frame.header.stream in run.analysis.streams:
             run.analysis.frame(frame)
 

@@ -94,15 +94,23 @@ def write_xcs_calibration(beamline: Any, folder: Path) -> None:
 
 
 def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
-    """The live analyses of each mode, configured from ``config``: XCS-CT when the HEXITEC
-    calibration is in ``out_dir/calibration`` (``operando demo`` writes it there)."""
+    """The live analyses of each mode, configured from ``config``: XRD-CT (geometry from the
+    run's start document unless ``xrdct.poni`` is set), and XCS-CT when the HEXITEC calibration
+    is in ``out_dir/calibration`` (``operando demo`` writes it there)."""
     from simulators.coin_cell import CoinCell
 
+    from .processing.integration import IntegrationConfig
     from .xcs_analysis import XcsctAnalysisConfig, xcsct_analysis_factory
+    from .xrdct_analysis import XrdctAnalysisConfig, xrdct_analysis_factory
 
     out_dir = Path(config.out_dir)
     calibration = out_dir / "calibration"
-    analyses: dict[str, AnalysisFactory] = {}
+    integration = IntegrationConfig(n_radial=1000, method=config.xrdct.integration_method,
+                                    percentiles=config.xrdct.trim_percentiles)  # fmt: skip
+    # single XRD-CT scans (xrdct_zigzag); an operando series of scans is recorded, not yet mapped live
+    xrdct = XrdctAnalysisConfig(out_dir=out_dir, integration=integration, poni_path=config.xrdct.poni,
+                                center_px=config.xrdct.center_of_rotation_px)  # fmt: skip
+    analyses: dict[str, AnalysisFactory] = {"xrdct": xrdct_analysis_factory(xrdct)}
     if (calibration / "gradients.txt").is_file():
         cell = CoinCell()
         analyses["xcsct"] = xcsct_analysis_factory(XcsctAnalysisConfig(

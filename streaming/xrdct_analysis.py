@@ -1,0 +1,427 @@
+"""Live XRD-CT analysis: frames → patterns → sinogram → reconstruction → maps → ``/entry/xrdct``.
+
+- :class:`XrdctAnalysisConfig`: every reduction parameter (recorded as attributes).
+- :class:`XrdctAnalysis`: the :class:`~streaming.consumer.Analysis` of one zigzag run. It
+  accepts raw detector frames (stream ``pilatus``, integrated here) or patterns integrated
+  by workers (stream ``pilatus.integrated``), places them by their angle/translation
+  indices, back-projects each completed line, and at the end writes the sidecar file that
+  the run file links as ``/entry/xrdct`` plus a PNG summary.
+- :class:`IntegrationWorker`: ``make_analysis`` for worker consumers that take a share of the
+  frames (``frame_pattern="pull"``) and republish each as its 1D pattern, same run, same
+  indices and positions, on a PUSH publisher that fans in to the builder.
+- :func:`xrdct_analysis_factory`: ``make_analysis`` for the builder (accepts xrdct_zigzag runs).
+
+Scaling by PUSH/PULL::
+
+    detector ──PUB──► recorder
+             └─PUSH─► worker 1..N (Consumer pull, IntegrationWorker) ──PUSH──┐
+                                                                             ▼ PULL (bound)
+                                          builder Consumer(frame_bind=True, XrdctAnalysis)
+
+The builder's consumer binds its PULL socket and the workers connect to it, so any number
+of workers on any host feed one builder; patterns are placed by index, so their order does
+not matter. A pattern is ``n_radial`` floats instead of a frame: the builder's own work is
+then placement and back-projection only.
+
+Centre of rotation. FBP needs it before the first line is back-projected, and the data
+only give it reliably once the lines span a good part of 180°. With ``center_px`` set,
+every line is back-projected as it completes. With ``center_px=None`` the live
+reconstruction waits until half of the lines are in, starts from a preliminary estimate
+(centre-of-mass sinusoid of those lines) and back-projects them and every later line; at the
+end the centre is estimated again from all lines and, if it moved by more than
+``recenter_tolerance_px`` (or the live image held only some channels), the final
+reconstruction is made again in one batch with the final centre. Otherwise the live image
+*is* the final one (incremental and batch FBP are the same sums; they differ by float32
+summation order only). Either way the file holds a reconstruction made with the recorded
+centre.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .errors import ConfigError
+from .processing.fbp import FBP_FILTERS, IncrementalFBP, reconstruct
+from .processing.integration import AzimuthalReducer, IntegrationConfig
+from .processing.maps import MapsConfig, XrdctMaps, compute_maps
+from .processing.sinogram import SinogramBuilder, estimate_center_of_rotation, subtract_air
+from .protocol import Frame
+from .recorder import run_file_name
+from .runfile import analysis_file_name
+from .transport import FramePublisher
+
+__all__ = ["IntegrationWorker", "XrdctAnalysis", "XrdctAnalysisConfig", "xrdct_analysis_factory"]
+
+logger = logging.getLogger(__name__)
+
+INTEGRATED_SUFFIX = ".integrated"
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class XrdctAnalysisConfig:
+    """Settings of the XRD-CT analysis; checked when built.
+
+    Attributes
+    ----------
+    out_dir : Path
+        Where the run files are: the sidecar ``<run>.xrdct.h5`` and ``<run>.xrdct.png`` go
+        next to them.
+    integration : IntegrationConfig
+        Azimuthal reduction (trimmed mean (5, 95) by default).
+    poni_path : Path or None
+        pyFAI PONI file; None to take the geometry from the start document's ``geometry``.
+    mask : ndarray of bool, detector shape, or None
+        Pixels to exclude (True); None for the detector's own (gaps). Negative pixel values
+        are skipped in every frame anyway.
+    detector : str
+        Frame stream of the area detector.
+    center_px : float or None
+        Centre of rotation, translation-index units; None to estimate it from the data.
+    live_channels : tuple of int or None
+        Radial channels reconstructed live; None for all.
+    filter_name : str
+        FBP filter, one of :data:`~streaming.processing.fbp.FBP_FILTERS`.
+    air_edge_px : int
+        Translations at each edge of a line taken as air scatter and subtracted (0: none).
+    recenter_tolerance_px : float
+        Largest change of the estimated centre that keeps the live reconstruction.
+    maps : MapsConfig
+        Windows, phase references and lattice peaks.
+    figure : bool
+        Write a PNG summary.
+    figure_channel_deg : float or None
+        2θ of the reconstruction shown in the figure; None for the strongest channel.
+    """
+
+    out_dir: Path
+    integration: IntegrationConfig = field(default_factory=lambda: IntegrationConfig(n_radial=1000))
+    poni_path: Path | None = None
+    mask: np.ndarray | None = None
+    detector: str = "pilatus"
+    center_px: float | None = None
+    live_channels: tuple[int, ...] | None = None
+    filter_name: str = "ram-lak"
+    air_edge_px: int = 2
+    recenter_tolerance_px: float = 0.05
+    maps: MapsConfig = field(default_factory=MapsConfig)
+    figure: bool = True
+    figure_channel_deg: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if not isinstance(self.integration, IntegrationConfig):
+            raise ConfigError(f"xrdct_analysis.integration: must be an IntegrationConfig, got {self.integration!r}")
+        if self.poni_path is not None:
+            object.__setattr__(self, "poni_path", Path(self.poni_path))
+            if not self.poni_path.is_file():
+                raise ConfigError(f"xrdct_analysis.poni_path: no such file {str(self.poni_path)!r}")
+        if self.mask is not None:
+            mask = np.asarray(self.mask).astype(bool)
+            if mask.ndim != 2:
+                raise ConfigError(f"xrdct_analysis.mask: must be 2D, got shape {mask.shape}")
+            object.__setattr__(self, "mask", mask)
+        if not (isinstance(self.detector, str) and self.detector and "." not in self.detector):
+            raise ConfigError(f"xrdct_analysis.detector: must be a stream name without '.', got {self.detector!r}")
+        if self.center_px is not None and not (
+            isinstance(self.center_px, int | float) and math.isfinite(self.center_px)
+        ):
+            raise ConfigError(f"xrdct_analysis.center_px: must be None or a finite number, got {self.center_px!r}")
+        if self.live_channels is not None:
+            channels = tuple(int(c) for c in self.live_channels)
+            if not channels or min(channels) < 0 or max(channels) >= self.integration.n_radial:
+                raise ConfigError(
+                    f"xrdct_analysis.live_channels: need indices within [0, {self.integration.n_radial}), "
+                    f"got {self.live_channels!r}"
+                )
+            object.__setattr__(self, "live_channels", channels)
+        if self.filter_name not in FBP_FILTERS:
+            raise ConfigError(
+                f"xrdct_analysis.filter_name: must be one of {', '.join(FBP_FILTERS)}, got {self.filter_name!r}"
+            )
+        if not (isinstance(self.air_edge_px, int) and self.air_edge_px >= 0):
+            raise ConfigError(f"xrdct_analysis.air_edge_px: must be an int >= 0, got {self.air_edge_px!r}")
+        if not self.recenter_tolerance_px >= 0:
+            raise ConfigError(f"xrdct_analysis.recenter_tolerance_px: must be >= 0, got {self.recenter_tolerance_px!r}")
+        if not isinstance(self.maps, MapsConfig):
+            raise ConfigError(f"xrdct_analysis.maps: must be a MapsConfig, got {self.maps!r}")
+
+    def integrator(self, start: dict[str, Any]):
+        """The run's pyFAI ``AzimuthalIntegrator``: the PONI file's geometry, else the start document's."""
+        import pyFAI
+
+        if self.poni_path is not None:
+            return pyFAI.load(str(self.poni_path))
+        if start.get("geometry"):
+            return pyFAI.load(dict(start["geometry"]))
+        raise ConfigError("xrdct_analysis.poni_path: needed, the start document carries no geometry")
+
+    def reducer(self, start: dict[str, Any]) -> AzimuthalReducer:
+        """The run's azimuthal reducer (geometry as :meth:`integrator`)."""
+        return AzimuthalReducer.from_integrator(self.integrator(start), None, self.mask, self.integration)
+
+    def attributes(self) -> dict[str, Any]:
+        """The settings as HDF5 attributes (centre of rotation aside: it is the run's)."""
+        integration = self.integration
+        return {
+            "integration_method": integration.method,
+            "trim_percentiles": np.array(integration.percentiles),
+            "n_radial": integration.n_radial,
+            "polarization_factor": np.nan if integration.polarization_factor is None
+            else integration.polarization_factor,
+            "solid_angle_correction": integration.solid_angle,
+            "radial_range_deg": np.array(integration.radial_range_deg or (np.nan, np.nan)),
+            "radial_unit": integration.unit,
+            "filter_name": self.filter_name,
+            "air_edge_px": self.air_edge_px,
+            "live_channels": np.array(self.live_channels if self.live_channels is not None else [], dtype=np.int64),
+            "poni_path": "" if self.poni_path is None else str(self.poni_path),
+            "mask": "configured" if self.mask is not None else "detector gaps and negative pixels",
+        }  # fmt: skip
+
+
+def _scan_shape(start: dict[str, Any]) -> tuple[int, int]:
+    shape = start.get("shape")
+    if not (isinstance(shape, list | tuple) and len(shape) == 2 and all(isinstance(n, int) and n > 0 for n in shape)):
+        raise ConfigError(f"xrdct_analysis: start document shape must be [n_angles, n_translations], got {shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def _scan_axes(start: dict[str, Any], n_angles: int, n_translations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation angles (deg) and translation positions (mm) of the zigzag, as the plan makes them."""
+    angle_range, translation_range = start.get("extents", [[0.0, 180.0], [0.0, float(n_translations - 1)]])
+    angles_deg = np.linspace(float(angle_range[0]), float(angle_range[1]), n_angles, endpoint=False)
+    translations_mm = np.linspace(float(translation_range[0]), float(translation_range[1]), n_translations)
+    return angles_deg, translations_mm
+
+
+class XrdctAnalysis:
+    """The XRD-CT analysis of one run (see the module docstring).
+
+    Parameters
+    ----------
+    start : dict
+        The run's start document (``shape``, ``extents``, ``geometry``).
+    config : XrdctAnalysisConfig
+    """
+
+    def __init__(self, start: dict[str, Any], config: XrdctAnalysisConfig) -> None:
+        self.start = start
+        self.config = config
+        self.streams = (config.detector, config.detector + INTEGRATED_SUFFIX)
+        self.n_angles, self.n_translations = _scan_shape(start)
+        self.angles_deg, self.translations_mm = _scan_axes(start, self.n_angles, self.n_translations)
+        integrator = config.integrator(start)
+        self.reducer = AzimuthalReducer.from_integrator(integrator, None, config.mask, config.integration)
+        self.radial_deg = np.array(self.reducer.radial_deg)
+        self.wavelength_angstrom = float(integrator.wavelength) * 1e10
+        self.sinogram = SinogramBuilder(
+            self.n_angles, self.n_translations, config.integration.n_radial, angles_deg=self.angles_deg,
+            air_edge_px=config.air_edge_px,
+        )  # fmt: skip
+        self.fbp: IncrementalFBP | None = None
+        self.preliminary_center_px: float | None = None
+        if config.center_px is not None:
+            self._start_fbp(float(config.center_px))
+        self.n_frames = self.n_patterns = self.n_rejected = 0
+        self.center_px: float | None = None
+        self.reconstruction: np.ndarray | None = None
+        self.maps: XrdctMaps | None = None
+        self.path: Path | None = None
+        self.figure_path: Path | None = None
+        self.reconstructed_live = False
+        self.finished = False
+
+    # -- per message ----------------------------------------------------------------------------
+
+    def document(self, name: str, doc: dict[str, Any]) -> None:
+        """Nothing to do: frames carry their own indices."""
+
+    def frame(self, frame: Frame) -> None:
+        """Integrate (raw frames) and place a pattern; back-project its line once complete."""
+        header = frame.header
+        try:
+            angle, translation = int(header.indices["angle"]), int(header.indices["translation"])
+        except (KeyError, TypeError, ValueError):
+            self.n_rejected += 1
+            logger.warning("frame %d of %s has no angle/translation indices: skipped", header.seq, header.stream)
+            return
+        if header.stream == self.config.detector:
+            pattern = self.reducer.integrate(frame.data)
+            self.n_frames += 1
+        else:
+            pattern = frame.data
+            self.n_patterns += 1
+        for line in self.sinogram.add(angle, translation, pattern):
+            self._line_done(line)
+
+    def _start_fbp(self, center_px: float) -> None:
+        channels = None if self.config.live_channels is None else np.array(self.config.live_channels)
+        self.fbp = IncrementalFBP(self.n_translations, self.angles_deg, center_px=center_px, channels=channels,
+                                  filter_name=self.config.filter_name)  # fmt: skip
+
+    def _line_done(self, angle_index: int) -> None:
+        if self.fbp is None:
+            done = self.sinogram.completed_lines
+            if done.size < max(3, self.n_angles // 2):
+                return
+            # half of the lines span ~90°: enough for a preliminary centre (see the module docstring)
+            self.preliminary_center_px = self.sinogram.estimate_center_px()
+            self._start_fbp(self.preliminary_center_px)
+            for line in done:
+                self.fbp.add_line(int(line), self.sinogram.air_corrected_line(int(line)))
+            return
+        self.fbp.add_line(angle_index, self.sinogram.air_corrected_line(angle_index))
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def corrected_sinogram(self) -> np.ndarray:
+        """The sinogram with the air scatter of its edges subtracted (what is reconstructed)."""
+        sinogram = self.sinogram.sinogram()
+        return subtract_air(sinogram, self.config.air_edge_px) if self.config.air_edge_px else sinogram
+
+    def finish(self, stop: dict[str, Any] | None) -> None:
+        """Final centre, reconstruction and maps; write the sidecar file and the figure."""
+        if not self.sinogram.complete:
+            logger.warning("run %s: %d of %d patterns arrived; missing ones are 0", self.start["uid"][:8],
+                           self.sinogram.n_filled, self.n_angles * self.n_translations)  # fmt: skip
+        corrected = self.corrected_sinogram()
+        if self.config.center_px is not None:
+            self.center_px = float(self.config.center_px)
+        else:
+            self.center_px = estimate_center_of_rotation(corrected.sum(axis=2), self.angles_deg)
+        live_is_final = (
+            self.fbp is not None and self.fbp.complete and self.config.live_channels is None
+            and abs(self.fbp.center_px - self.center_px) <= self.config.recenter_tolerance_px
+        )  # fmt: skip
+        if live_is_final:
+            self.reconstruction = self.fbp.image()
+        else:
+            self.reconstruction = reconstruct(corrected, self.angles_deg, center_px=self.center_px,
+                                              filter_name=self.config.filter_name)  # fmt: skip
+        self.reconstructed_live = live_is_final
+        self.maps = compute_maps(self.reconstruction, self.radial_deg, self.config.maps,
+                                 wavelength_angstrom=self.wavelength_angstrom)  # fmt: skip
+        run_file = run_file_name(self.start["uid"], self.start)
+        self.config.out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.config.out_dir / analysis_file_name(run_file, "xrdct")
+        self._write(stop)
+        if self.config.figure:
+            from .xrdct_figure import write_summary_figure
+
+            self.figure_path = self.path.with_suffix(".png")
+            write_summary_figure(self, self.figure_path)
+        self.finished = True
+        logger.info("run %s: XRD-CT written to %s (centre %.2f px)", self.start["uid"][:8], self.path, self.center_px)
+
+    def _write(self, stop: dict[str, Any] | None) -> None:
+        step_mm = float(abs(self.translations_mm[1] - self.translations_mm[0])) if self.n_translations > 1 else 0.0
+        with h5py.File(self.path, "w") as file:
+            group = file.create_group("entry/xrdct")
+            group.attrs.update(self.config.attributes())
+            group.attrs.update(
+                NX_class="NXprocess", run_uid=self.start["uid"], center_of_rotation_px=self.center_px,
+                center_source="configured" if self.config.center_px is not None else "estimated",
+                preliminary_center_px=np.nan if self.preliminary_center_px is None else self.preliminary_center_px,
+                reconstructed_live=self.reconstructed_live, wavelength_angstrom=self.wavelength_angstrom,
+                pixel_size_mm=step_mm, patterns_placed=self.sinogram.n_filled,
+                patterns_replaced=self.sinogram.n_replaced,
+                frames_integrated=self.n_frames, patterns_received=self.n_patterns, frames_rejected=self.n_rejected,
+                exit_status="" if stop is None else str(stop.get("exit_status", "")),
+            )  # fmt: skip
+            _dataset(group, "radial", self.radial_deg, units="deg", long_name="2θ")
+            _dataset(group, "angles", self.angles_deg, units="deg")
+            _dataset(group, "translations", self.translations_mm, units="mm")
+            _dataset(group, "sinogram", self.sinogram.sinogram(), axes="angles,translations,radial",
+                     note="integrated patterns as placed, before air subtraction")  # fmt: skip
+            _dataset(group, "filled", self.sinogram.filled.astype(np.uint8))
+            _dataset(group, "reconstruction", self.reconstruction, axes="y,x,radial",
+                     units="intensity per translation step of path")  # fmt: skip
+            maps = self.maps
+            for name, image in maps.intensities.items():
+                _dataset(group, f"intensity_maps/{name}", image, units="intensity x deg")
+            if maps.phases is not None:
+                for name, image in maps.phases.weights.items():
+                    _dataset(group, f"phase_maps/{name}", image, units="reference units (∝ volume fraction)")
+                _dataset(group, "phase_maps_residual", maps.phases.relative_residual, units="1")
+                window = self.config.maps.phase_range_deg
+                group["phase_maps"].attrs["phase_range_deg"] = np.array(window or (np.nan, np.nan))
+            for peak in self.config.maps.lattice_peaks:
+                fit = maps.peak_fits[peak.name]
+                window = np.array(peak.window_deg)
+                _dataset(group, f"lattice_maps/{peak.name}", maps.lattices[peak.name], units="angstrom",
+                         window_deg=window, lattice_per_d=peak.lattice_per_d, eta=peak.eta)  # fmt: skip
+                _dataset(group, f"peak_fits/{peak.name}/center", fit.center_deg, units="deg")
+                _dataset(group, f"peak_fits/{peak.name}/fwhm", fit.fwhm_deg, units="deg")
+                _dataset(group, f"peak_fits/{peak.name}/area", fit.area, units="intensity x deg")  # fmt: skip
+
+
+def _dataset(group: h5py.Group, name: str, data: np.ndarray, **attrs: Any) -> h5py.Dataset:
+    dataset = group.create_dataset(name, data=data, compression="gzip" if np.ndim(data) == 3 else None)
+    dataset.attrs.update(attrs)
+    return dataset
+
+
+def xrdct_analysis_factory(config: XrdctAnalysisConfig):
+    """``make_analysis`` for a :class:`~streaming.consumer.Consumer`: an
+    :class:`XrdctAnalysis` for every run whose plan is an XRD-CT zigzag of ``config.detector``."""
+
+    def make_analysis(start: dict[str, Any]) -> XrdctAnalysis | None:
+        if start.get("plan_name") != "xrdct_zigzag" or config.detector not in start.get("detectors", ()):
+            return None
+        return XrdctAnalysis(start, config)
+
+    return make_analysis
+
+
+class IntegrationWorker:
+    """``make_analysis`` of a worker: integrate each frame it gets, republish the pattern.
+
+    Parameters
+    ----------
+    config : XrdctAnalysisConfig
+        The builder's config (the integration and geometry must be the same).
+    publisher : FramePublisher
+        Where patterns go (a PUSH publisher connected to the builder's bound PULL, usually);
+        owned by the caller, which closes it.
+    """
+
+    def __init__(self, config: XrdctAnalysisConfig, publisher: FramePublisher) -> None:
+        self.config = config
+        self.publisher = publisher
+        self.n_frames = 0
+
+    def __call__(self, start: dict[str, Any]) -> _WorkerRun | None:
+        if start.get("plan_name") != "xrdct_zigzag" or self.config.detector not in start.get("detectors", ()):
+            return None
+        return _WorkerRun(self, self.config.reducer(start))
+
+
+class _WorkerRun:
+    def __init__(self, worker: IntegrationWorker, reducer: AzimuthalReducer) -> None:
+        self.worker = worker
+        self.reducer = reducer
+        self.streams = (worker.config.detector,)
+        self.n_frames = 0
+
+    def document(self, name: str, doc: dict[str, Any]) -> None:
+        pass
+
+    def frame(self, frame: Frame) -> None:
+        header = frame.header
+        pattern = self.reducer.integrate(frame.data).astype(np.float32)
+        self.worker.publisher.publish(
+            header.stream + INTEGRATED_SUFFIX, pattern, run_uid=header.run_uid, positions=header.positions,
+            indices=header.indices, timestamp=header.timestamp,
+        )  # fmt: skip
+        self.n_frames += 1
+        self.worker.n_frames += 1
+
+    def finish(self, stop: dict[str, Any] | None) -> None:
+        logger.info("worker integrated %d frames of this run", self.n_frames)

@@ -1,0 +1,86 @@
+"""PNG summary of an XRD-CT run (:func:`write_summary_figure`): the sinogram at one 2θ, the
+reconstruction at that 2θ, the voxel-averaged pattern, each phase map and each lattice map.
+
+Drawn on matplotlib's Agg canvas directly (no pyplot, no global backend), so a consumer
+thread can write it. Images are in mm (pixel = translation step), with a scale bar.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from .xrdct_analysis import XrdctAnalysis
+
+__all__ = ["write_summary_figure"]
+
+
+def _scale_bar(axes: Axes, extent_mm: float) -> None:
+    length_mm = max(0.5, round(extent_mm / 4))  # about a quarter of the image, whole mm
+    x0, y0 = -0.45 * extent_mm, 0.42 * extent_mm
+    axes.plot([x0, x0 + length_mm], [y0, y0], color="white", linewidth=3)
+    axes.text(x0 + length_mm / 2, y0 - 0.03 * extent_mm, f"{length_mm:g} mm", color="white", ha="center", va="bottom")
+
+
+def _image(figure: Figure, axes: Axes, image: np.ndarray, extent_mm: float, *, title: str, label: str) -> None:
+    half = extent_mm / 2
+    finite = image[np.isfinite(image)]
+    limits = np.percentile(finite, (1, 99)) if finite.size else (0, 1)
+    shown = axes.imshow(image, extent=(-half, half, half, -half), cmap="viridis", vmin=limits[0], vmax=limits[1])
+    figure.colorbar(shown, ax=axes, label=label, shrink=0.8)
+    _scale_bar(axes, extent_mm)
+    axes.set(title=title, xlabel="x (mm)", ylabel="y (mm)")
+
+
+def write_summary_figure(analysis: XrdctAnalysis, path: Path) -> None:
+    """Write the summary of ``analysis`` (after its ``finish``) to ``path``."""
+    reconstruction, radial = analysis.reconstruction, analysis.radial_deg
+    mean_pattern = np.nanmean(reconstruction, axis=(0, 1))
+    if analysis.config.figure_channel_deg is None:
+        channel = int(np.nanargmax(mean_pattern))
+    else:
+        channel = int(np.argmin(np.abs(radial - analysis.config.figure_channel_deg)))
+    phases = analysis.maps.phases.weights if analysis.maps.phases is not None else {}
+    lattices = analysis.maps.lattices
+    n_panels = 3 + len(phases) + len(lattices)
+    n_columns = min(4, n_panels)
+    n_rows = math.ceil(n_panels / n_columns)
+    figure = Figure(figsize=(4.2 * n_columns, 3.6 * n_rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    panels = list(np.atleast_1d(figure.subplots(n_rows, n_columns)).ravel())
+    step_mm = float(abs(analysis.translations_mm[1] - analysis.translations_mm[0]))
+    extent_mm = step_mm * reconstruction.shape[1]
+
+    sinogram_axes = panels.pop(0)
+    sinogram = analysis.sinogram.sinogram()[:, :, channel]
+    t = analysis.translations_mm
+    shown = sinogram_axes.imshow(sinogram, aspect="auto", cmap="magma",
+                                 extent=(t[0], t[-1], analysis.angles_deg[-1], analysis.angles_deg[0]))  # fmt: skip
+    figure.colorbar(shown, ax=sinogram_axes, label="intensity (a.u.)", shrink=0.8)
+    sinogram_axes.set(title=f"sinogram at 2θ = {radial[channel]:.3f}°", xlabel="translation (mm)",
+                      ylabel="rotation (°)")  # fmt: skip
+
+    _image(figure, panels.pop(0), reconstruction[:, :, channel], extent_mm,
+           title=f"reconstruction at 2θ = {radial[channel]:.3f}° (COR {analysis.center_px:.2f} px)",
+           label="intensity per step (a.u.)")  # fmt: skip
+
+    pattern_axes = panels.pop(0)
+    pattern_axes.plot(radial, mean_pattern)
+    pattern_axes.axvline(radial[channel], color="grey", linestyle=":")
+    pattern_axes.set(title="mean voxel pattern", xlabel="2θ (°)", ylabel="intensity (a.u.)")
+
+    for name, image in phases.items():
+        _image(figure, panels.pop(0), image, extent_mm, title=f"phase {name}", label="weight (∝ volume fraction)")
+    for name, image in lattices.items():
+        _image(figure, panels.pop(0), image, extent_mm, title=f"lattice {name}", label="Å")
+    for axes in panels:
+        axes.set_axis_off()
+    figure.savefig(path, dpi=70)
