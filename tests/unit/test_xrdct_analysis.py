@@ -215,3 +215,21 @@ def test_a_configured_centre_reconstructs_every_line_live(live, tmp_path):
 def test_bad_settings_name_their_key(tmp_path, overrides, key):
     with pytest.raises(ConfigError, match=f"xrdct_analysis.{key}"):
         XrdctAnalysisConfig(out_dir=tmp_path, **overrides)
+
+
+def test_operando_analyze_reruns_the_analysis_with_new_trim_percentiles(live, tmp_path):
+    from streaming.cli import main
+    from streaming.runfile import analysis_file_name
+
+    _, path, _ = live
+    results = {}
+    for percentiles in ("[5, 95]", "[20, 80]"):
+        out = tmp_path / percentiles.strip("[]").replace(", ", "-")
+        assert main(["analyze", str(path), "--out", str(out), "--set", f"xrdct.trim_percentiles={percentiles}"]) == 0
+        with h5py.File(out / analysis_file_name(path, "xrdct"), "r") as file:
+            group = file["entry/xrdct"]
+            results[percentiles] = (np.array(group.attrs["trim_percentiles"]), group["sinogram"][()])
+    (low_attrs, low_sinogram), (high_attrs, high_sinogram) = results.values()
+    np.testing.assert_array_equal(low_attrs, [5, 95])
+    np.testing.assert_array_equal(high_attrs, [20, 80])
+    assert low_sinogram.shape == high_sinogram.shape and not np.allclose(low_sinogram, high_sinogram)
