@@ -75,14 +75,18 @@ class SimPilatus(StreamingDetector):
         self.translation, self.rotation, self.shutter = translation, rotation, shutter
         self.soc_source = soc_source
 
-    def stage(self) -> list[object]:
+    def _follow_the_cell(self) -> None:
         if self.soc_source is not None:
             soc = round(float(self.soc_source()), 2)  # rebuilding the cell is costly: 1 % steps
             if soc != self.simulation.soc:
                 self.simulation = self.simulation.with_soc(soc)
+
+    def stage(self) -> list[object]:
+        self._follow_the_cell()
         return super().stage()
 
     def _frames(self, acquisition: Acquisition, times: np.ndarray) -> Iterator[FrameRecord]:
+        self._follow_the_cell()  # the cell cycles while an operando series runs (staged once)
         sim = self.simulation
         angle = self.rotation.position
         angle_index = _nearest(sim.angles_deg, angle)

@@ -94,8 +94,8 @@ def write_xcs_calibration(beamline: Any, folder: Path) -> None:
 
 
 def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
-    """The live analyses of each mode, configured from ``config``: XRD-CT (geometry from the
-    run's start document unless ``xrdct.poni`` is set), and XCS-CT when the HEXITEC calibration
+    """The live analyses of each mode, configured from ``config``: XRD-CT, single scans and
+    operando series (geometry from the run's start document unless ``xrdct.poni`` is set), and XCS-CT when the HEXITEC calibration
     is in ``out_dir/calibration`` (``operando demo`` writes it there)."""
     from simulators.coin_cell import CoinCell
 
@@ -107,7 +107,6 @@ def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
     calibration = out_dir / "calibration"
     integration = IntegrationConfig(n_radial=1000, method=config.xrdct.integration_method,
                                     percentiles=config.xrdct.trim_percentiles)  # fmt: skip
-    # single XRD-CT scans (xrdct_zigzag); an operando series of scans is recorded, not yet mapped live
     xrdct = XrdctAnalysisConfig(out_dir=out_dir, integration=integration, poni_path=config.xrdct.poni,
                                 center_px=config.xrdct.center_of_rotation_px)  # fmt: skip
     analyses: dict[str, AnalysisFactory] = {"xrdct": xrdct_analysis_factory(xrdct)}

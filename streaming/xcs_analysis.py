@@ -44,6 +44,7 @@ from .processing.hexitec import pedestal_from_darks as pedestal_of
 from .processing.segmentation import COMPONENTS, SegmentationConfig
 from .processing.xcs_reference import correct_spectra
 from .protocol import Frame
+from .readings import PotentiostatReadings
 from .recorder import run_file_name
 from .runfile import analysis_file_name
 from .xct_analysis import DARK, XctResult, XctScanReducer, reduce_scan, write_xct
@@ -53,7 +54,6 @@ __all__ = ["XcsctAnalysis", "XcsctAnalysisConfig", "xcsct_analysis_factory"]
 logger = logging.getLogger(__name__)
 
 _RING_METHODS = ("mirror", "median", "off")
-_POTENTIOSTAT_KEYS = ("voltage", "current", "capacity", "mode", "step", "step_time")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,7 +222,7 @@ class XcsctAnalysis:
             "emf_cathode_sigma", "region_mask", "region_from_xct", "spectrum_region", "spectrum_total")}  # fmt: skip
         self.counters: list[dict[str, int]] = []
         self.latest_cube: np.ndarray | None = None
-        self._readings: dict[float, dict[str, Any]] = {}  # potentiostat readings by time stamp
+        self.readings = PotentiostatReadings()
         self.voltage_v = self.capacity_mah = np.empty(0)
         self.files: dict[str, Path] = {}
         self._background: tuple[np.ndarray, int] | None = None
@@ -234,10 +234,7 @@ class XcsctAnalysis:
 
     def document(self, name: str, doc: dict[str, Any]) -> None:
         """Keep every potentiostat reading (the monitor stream and those read with acquisitions)."""
-        data = doc.get("data", {}) if name == "event" else {}
-        if "potentiostat_voltage" in data:
-            time_s = doc.get("timestamps", {}).get("potentiostat_voltage", doc.get("time"))
-            self._readings[float(time_s)] = {key: data.get(f"potentiostat_{key}") for key in _POTENTIOSTAT_KEYS}
+        self.readings.document(name, doc)
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -335,13 +332,10 @@ class XcsctAnalysis:
         """Complete what is open, interpolate the potentiostat, write the sidecars and the PNG."""
         self._reduce_xct()
         self._complete()
-        series = self.potentiostat_series()
+        series = self.readings.series()
         times = np.asarray(self.results["emf_time"], dtype=np.float64)
-        if series["time"].size:
-            self.voltage_v = np.interp(times, series["time"], series["voltage"])
-            self.capacity_mah = np.interp(times, series["time"], series["capacity"])
-        else:
-            self.voltage_v = self.capacity_mah = np.full(times.size, np.nan)
+        self.voltage_v = self.readings.at(times, "voltage")
+        self.capacity_mah = self.readings.at(times, "capacity")
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
         run_file = run_file_name(self.start["uid"], self.start)
         self.files["xcs"] = self.config.out_dir / analysis_file_name(run_file, "xcs")
@@ -355,18 +349,6 @@ class XcsctAnalysis:
 
             self.files["png"] = self.config.out_dir / f"{self.stem}.xcs.png"
             write_summary(self, self.files["png"])
-
-    def potentiostat_series(self) -> dict[str, np.ndarray]:
-        """The readings as columns sorted by time (s since the epoch, V, A, mAh, ...)."""
-        times = sorted(self._readings)
-        columns = {"time": np.array(times, dtype=np.float64)}
-        for key in _POTENTIOSTAT_KEYS:
-            values = [self._readings[t][key] for t in times]
-            if all(isinstance(v, str) for v in values):
-                columns[key] = np.array([v.encode() for v in values], dtype="S32")
-            else:
-                columns[key] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-        return columns
 
     def _xct_attrs(self) -> dict[str, object]:
         c = self.config

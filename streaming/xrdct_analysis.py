@@ -53,15 +53,18 @@ from .processing.integration import AzimuthalReducer, IntegrationConfig
 from .processing.maps import MapsConfig, XrdctMaps, compute_maps
 from .processing.sinogram import SinogramBuilder, estimate_center_of_rotation, subtract_air
 from .protocol import Frame
+from .readings import PotentiostatReadings
 from .recorder import run_file_name
 from .runfile import analysis_file_name
 from .transport import FramePublisher
 
-__all__ = ["IntegrationWorker", "XrdctAnalysis", "XrdctAnalysisConfig", "xrdct_analysis_factory"]
+__all__ = ["IntegrationWorker", "XrdctAnalysis", "XrdctAnalysisConfig", "XrdctScan", "xrdct_analysis_factory"]
 
 logger = logging.getLogger(__name__)
 
 INTEGRATED_SUFFIX = ".integrated"
+SERIES_PLANS = ("operando_xrdct",)  # zigzag scans repeated in one run, frames tagged with "scan"
+ZIGZAG_PLANS = ("xrdct_zigzag", *SERIES_PLANS)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -201,63 +204,47 @@ def _scan_axes(start: dict[str, Any], n_angles: int, n_translations: int) -> tup
     return angles_deg, translations_mm
 
 
-class XrdctAnalysis:
-    """The XRD-CT analysis of one run (see the module docstring).
+class XrdctScan:
+    """One zigzag scan of a run: patterns placed by index, each completed line back-projected,
+    and at the end the final centre, reconstruction and maps (see the module docstring).
 
     Parameters
     ----------
-    start : dict
-        The run's start document (``shape``, ``extents``, ``geometry``).
+    index : int
+        The scan's index in its run (the frames' ``scan`` index; 0 for a single scan).
     config : XrdctAnalysisConfig
+    angles_deg, translations_mm : ndarray
+        The zigzag's rotation angles (deg) and translation positions (mm).
     """
 
-    def __init__(self, start: dict[str, Any], config: XrdctAnalysisConfig) -> None:
-        self.start = start
+    def __init__(self, index: int, config: XrdctAnalysisConfig, angles_deg: np.ndarray,
+                 translations_mm: np.ndarray) -> None:  # fmt: skip
+        self.index = index
         self.config = config
-        self.streams = (config.detector, config.detector + INTEGRATED_SUFFIX)
-        self.n_angles, self.n_translations = _scan_shape(start)
-        self.angles_deg, self.translations_mm = _scan_axes(start, self.n_angles, self.n_translations)
-        integrator = config.integrator(start)
-        self.reducer = AzimuthalReducer.from_integrator(integrator, None, config.mask, config.integration)
-        self.radial_deg = np.array(self.reducer.radial_deg)
-        self.wavelength_angstrom = float(integrator.wavelength) * 1e10
+        self.angles_deg, self.translations_mm = angles_deg, translations_mm
+        self.n_angles, self.n_translations = angles_deg.size, translations_mm.size
         self.sinogram = SinogramBuilder(
-            self.n_angles, self.n_translations, config.integration.n_radial, angles_deg=self.angles_deg,
+            self.n_angles, self.n_translations, config.integration.n_radial, angles_deg=angles_deg,
             air_edge_px=config.air_edge_px,
         )  # fmt: skip
         self.fbp: IncrementalFBP | None = None
         self.preliminary_center_px: float | None = None
         if config.center_px is not None:
             self._start_fbp(float(config.center_px))
-        self.n_frames = self.n_patterns = self.n_rejected = 0
+        self.time_sum_s = 0.0  # of the frames' time stamps: the scan's mean time
         self.center_px: float | None = None
         self.reconstruction: np.ndarray | None = None
         self.maps: XrdctMaps | None = None
-        self.path: Path | None = None
-        self.figure_path: Path | None = None
         self.reconstructed_live = False
-        self.finished = False
 
-    # -- per message ----------------------------------------------------------------------------
+    @property
+    def mean_time_s(self) -> float:
+        """Mean time stamp of the scan's frames (s since the epoch)."""
+        return self.time_sum_s / self.sinogram.n_filled if self.sinogram.n_filled else math.nan
 
-    def document(self, name: str, doc: dict[str, Any]) -> None:
-        """Nothing to do: frames carry their own indices."""
-
-    def frame(self, frame: Frame) -> None:
-        """Integrate (raw frames) and place a pattern; back-project its line once complete."""
-        header = frame.header
-        try:
-            angle, translation = int(header.indices["angle"]), int(header.indices["translation"])
-        except (KeyError, TypeError, ValueError):
-            self.n_rejected += 1
-            logger.warning("frame %d of %s has no angle/translation indices: skipped", header.seq, header.stream)
-            return
-        if header.stream == self.config.detector:
-            pattern = self.reducer.integrate(frame.data)
-            self.n_frames += 1
-        else:
-            pattern = frame.data
-            self.n_patterns += 1
+    def add(self, angle: int, translation: int, pattern: np.ndarray, timestamp_s: float) -> None:
+        """Place one pattern; back-project its line once the line is complete."""
+        self.time_sum_s += timestamp_s
         for line in self.sinogram.add(angle, translation, pattern):
             self._line_done(line)
 
@@ -279,18 +266,13 @@ class XrdctAnalysis:
             return
         self.fbp.add_line(angle_index, self.sinogram.air_corrected_line(angle_index))
 
-    # -- the end -------------------------------------------------------------------------------
-
     def corrected_sinogram(self) -> np.ndarray:
         """The sinogram with the air scatter of its edges subtracted (what is reconstructed)."""
         sinogram = self.sinogram.sinogram()
         return subtract_air(sinogram, self.config.air_edge_px) if self.config.air_edge_px else sinogram
 
-    def finish(self, stop: dict[str, Any] | None) -> None:
-        """Final centre, reconstruction and maps; write the sidecar file and the figure."""
-        if not self.sinogram.complete:
-            logger.warning("run %s: %d of %d patterns arrived; missing ones are 0", self.start["uid"][:8],
-                           self.sinogram.n_filled, self.n_angles * self.n_translations)  # fmt: skip
+    def finish(self, radial_deg: np.ndarray, wavelength_angstrom: float) -> None:
+        """Final centre, reconstruction (the live one when it used that centre) and maps."""
         corrected = self.corrected_sinogram()
         if self.config.center_px is not None:
             self.center_px = float(self.config.center_px)
@@ -305,61 +287,256 @@ class XrdctAnalysis:
         else:
             self.reconstruction = reconstruct(corrected, self.angles_deg, center_px=self.center_px,
                                               filter_name=self.config.filter_name)  # fmt: skip
+        self.fbp = None  # its image is the reconstruction now, or was replaced: free it
         self.reconstructed_live = live_is_final
-        self.maps = compute_maps(self.reconstruction, self.radial_deg, self.config.maps,
-                                 wavelength_angstrom=self.wavelength_angstrom)  # fmt: skip
-        run_file = run_file_name(self.start["uid"], self.start)
+        self.maps = compute_maps(self.reconstruction, radial_deg, self.config.maps,
+                                 wavelength_angstrom=wavelength_angstrom)  # fmt: skip
+
+    def mean_lattices(self) -> dict[str, float]:
+        """Each lattice map's mean over the voxels where its peak was fitted (Å)."""
+        return {name: float(np.nanmean(image)) if np.isfinite(image).any() else math.nan
+                for name, image in self.maps.lattices.items()}  # fmt: skip
+
+    def results(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """What is written per scan: dataset path -> (data, attributes)."""
+        maps = self.maps
+        results: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
+            "sinogram": (self.sinogram.sinogram(), {"axes": "angles,translations,radial",
+                                                    "note": "integrated patterns as placed, before air subtraction"}),
+            "filled": (self.sinogram.filled.astype(np.uint8), {}),
+            "reconstruction": (self.reconstruction, {"axes": "y,x,radial",
+                                                     "units": "intensity per translation step of path"}),
+        }  # fmt: skip
+        for name, image in maps.intensities.items():
+            results[f"intensity_maps/{name}"] = (image, {"units": "intensity x deg"})
+        if maps.phases is not None:
+            for name, image in maps.phases.weights.items():
+                results[f"phase_maps/{name}"] = (image, {"units": "reference units (∝ volume fraction)"})
+            results["phase_maps_residual"] = (maps.phases.relative_residual, {"units": "1"})
+        for peak in self.config.maps.lattice_peaks:
+            fit = maps.peak_fits[peak.name]
+            results[f"lattice_maps/{peak.name}"] = (maps.lattices[peak.name], {
+                "units": "angstrom", "window_deg": np.array(peak.window_deg), "lattice_per_d": peak.lattice_per_d,
+                "eta": peak.eta})  # fmt: skip
+            results[f"peak_fits/{peak.name}/center"] = (fit.center_deg, {"units": "deg"})
+            results[f"peak_fits/{peak.name}/fwhm"] = (fit.fwhm_deg, {"units": "deg"})
+            results[f"peak_fits/{peak.name}/area"] = (fit.area, {"units": "intensity x deg"})
+        return results
+
+
+class XrdctAnalysis:
+    """The XRD-CT analysis of one run (see the module docstring): a single zigzag scan
+    (``xrdct_zigzag``) or an operando series of them (``operando_xrdct``, frames tagged with
+    their ``scan`` index).
+
+    A series is reduced scan by scan: when a scan's last pattern is placed its reconstruction
+    and maps are made and appended to the sidecar file, and the scan is dropped, so memory
+    holds the scans in flight only, however long the run. In the file, a series' datasets
+    have the scan as their first axis, with the scan's mean time, voltage and capacity.
+
+    Parameters
+    ----------
+    start : dict
+        The run's start document (``shape``, ``extents``, ``geometry``).
+    config : XrdctAnalysisConfig
+    """
+
+    def __init__(self, start: dict[str, Any], config: XrdctAnalysisConfig) -> None:
+        self.start = start
+        self.config = config
+        self.streams = (config.detector, config.detector + INTEGRATED_SUFFIX)
+        self.is_series = start.get("plan_name") in SERIES_PLANS
+        self.n_angles, self.n_translations = _scan_shape(start)
+        self.angles_deg, self.translations_mm = _scan_axes(start, self.n_angles, self.n_translations)
+        integrator = config.integrator(start)
+        self.reducer = AzimuthalReducer.from_integrator(integrator, None, config.mask, config.integration)
+        self.radial_deg = np.array(self.reducer.radial_deg)
+        self.wavelength_angstrom = float(integrator.wavelength) * 1e10
+        self.readings = PotentiostatReadings()
+        self.in_flight: dict[int, XrdctScan] = {}
+        self.scan: XrdctScan | None = None  # the last scan finished
+        self.summaries: list[dict[str, Any]] = []  # per finished scan: index, centre, mean lattices, time
+        self.n_frames = self.n_patterns = self.n_rejected = 0
+        run_file = run_file_name(start["uid"], start)
+        self.path = config.out_dir / analysis_file_name(run_file, "xrdct")
+        self.figure_path: Path | None = None
+        self.finished = False
+
+    # -- per message ----------------------------------------------------------------------------
+
+    def document(self, name: str, doc: dict[str, Any]) -> None:
+        """Keep the potentiostat readings (a series' scans are put against them)."""
+        self.readings.document(name, doc)
+
+    def frame(self, frame: Frame) -> None:
+        """Integrate (raw frames) and place a pattern in its scan; finish a series' scan once complete."""
+        header = frame.header
+        try:
+            angle, translation = int(header.indices["angle"]), int(header.indices["translation"])
+            scan_index = int(header.indices.get("scan", 0))
+        except (KeyError, TypeError, ValueError):
+            self.n_rejected += 1
+            logger.warning("frame %d of %s has no angle/translation indices: skipped", header.seq, header.stream)
+            return
+        if scan_index in self._written:
+            self.n_rejected += 1
+            logger.warning("frame %d of %s: scan %d is already written: skipped", header.seq, header.stream,
+                           scan_index)  # fmt: skip
+            return
+        if header.stream == self.config.detector:
+            pattern = self.reducer.integrate(frame.data)
+            self.n_frames += 1
+        else:
+            pattern = frame.data
+            self.n_patterns += 1
+        scan = self.in_flight.get(scan_index)
+        if scan is None:
+            scan = self.in_flight[scan_index] = XrdctScan(scan_index, self.config, self.angles_deg,
+                                                          self.translations_mm)  # fmt: skip
+        scan.add(angle, translation, pattern, header.timestamp)
+        if self.is_series and scan.sinogram.complete:
+            self._finish_scan(self.in_flight.pop(scan_index))
+
+    @property
+    def _written(self) -> set[int]:
+        return {summary["scan"] for summary in self.summaries}
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def _finish_scan(self, scan: XrdctScan) -> None:
+        if not scan.sinogram.complete:
+            logger.warning("run %s scan %d: %d of %d patterns arrived; missing ones are 0", self.start["uid"][:8],
+                           scan.index, scan.sinogram.n_filled, self.n_angles * self.n_translations)  # fmt: skip
+        scan.finish(self.radial_deg, self.wavelength_angstrom)
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.config.out_dir / analysis_file_name(run_file, "xrdct")
-        self._write(stop)
+        with h5py.File(self.path, "a" if self.summaries else "w") as file:
+            group = file.require_group("entry/xrdct")
+            if not self.summaries:
+                self._write_common(group)
+            position = len(self.summaries) if self.is_series else None
+            _write_scan(group, scan, position)
+        self.summaries.append({"scan": scan.index, "center_px": scan.center_px, "time_s": scan.mean_time_s,
+                               "lattices": scan.mean_lattices()})  # fmt: skip
         if self.config.figure:
             from .xrdct_figure import write_summary_figure
 
-            self.figure_path = self.path.with_suffix(".png")
-            write_summary_figure(self, self.figure_path)
-        self.finished = True
-        logger.info("run %s: XRD-CT written to %s (centre %.2f px)", self.start["uid"][:8], self.path, self.center_px)
+            suffix = f".scan{scan.index:03d}.png" if self.is_series else ".png"
+            self.figure_path = self.path.with_suffix(suffix)
+            write_summary_figure(self, scan, self.figure_path)
+        self.scan = scan
+        logger.info("run %s scan %d: XRD-CT written to %s (centre %.2f px)", self.start["uid"][:8], scan.index,
+                    self.path, scan.center_px)  # fmt: skip
 
-    def _write(self, stop: dict[str, Any] | None) -> None:
-        step_mm = float(abs(self.translations_mm[1] - self.translations_mm[0])) if self.n_translations > 1 else 0.0
-        with h5py.File(self.path, "w") as file:
-            group = file.create_group("entry/xrdct")
-            group.attrs.update(self.config.attributes())
+    def finish(self, stop: dict[str, Any] | None) -> None:
+        """Finish the scans still open (all of a single scan's work), then the run's attributes
+        and, for a series, each scan's time, voltage and capacity."""
+        for index in sorted(self.in_flight):
+            self._finish_scan(self.in_flight.pop(index))
+        if not self.summaries:
+            logger.warning("run %s: no XRD-CT pattern arrived; nothing written", self.start["uid"][:8])
+            self.finished = True
+            return
+        with h5py.File(self.path, "a") as file:
+            group = file["entry/xrdct"]
             group.attrs.update(
-                NX_class="NXprocess", run_uid=self.start["uid"], center_of_rotation_px=self.center_px,
-                center_source="configured" if self.config.center_px is not None else "estimated",
-                preliminary_center_px=np.nan if self.preliminary_center_px is None else self.preliminary_center_px,
-                reconstructed_live=self.reconstructed_live, wavelength_angstrom=self.wavelength_angstrom,
-                pixel_size_mm=step_mm, patterns_placed=self.sinogram.n_filled,
-                patterns_replaced=self.sinogram.n_replaced,
-                frames_integrated=self.n_frames, patterns_received=self.n_patterns, frames_rejected=self.n_rejected,
+                frames_integrated=self.n_frames,
+                patterns_received=self.n_patterns, frames_rejected=self.n_rejected, n_scans=len(self.summaries),
                 exit_status="" if stop is None else str(stop.get("exit_status", "")),
             )  # fmt: skip
-            _dataset(group, "radial", self.radial_deg, units="deg", long_name="2θ")
-            _dataset(group, "angles", self.angles_deg, units="deg")
-            _dataset(group, "translations", self.translations_mm, units="mm")
-            _dataset(group, "sinogram", self.sinogram.sinogram(), axes="angles,translations,radial",
-                     note="integrated patterns as placed, before air subtraction")  # fmt: skip
-            _dataset(group, "filled", self.sinogram.filled.astype(np.uint8))
-            _dataset(group, "reconstruction", self.reconstruction, axes="y,x,radial",
-                     units="intensity per translation step of path")  # fmt: skip
-            maps = self.maps
-            for name, image in maps.intensities.items():
-                _dataset(group, f"intensity_maps/{name}", image, units="intensity x deg")
-            if maps.phases is not None:
-                for name, image in maps.phases.weights.items():
-                    _dataset(group, f"phase_maps/{name}", image, units="reference units (∝ volume fraction)")
-                _dataset(group, "phase_maps_residual", maps.phases.relative_residual, units="1")
-                window = self.config.maps.phase_range_deg
-                group["phase_maps"].attrs["phase_range_deg"] = np.array(window or (np.nan, np.nan))
-            for peak in self.config.maps.lattice_peaks:
-                fit = maps.peak_fits[peak.name]
-                window = np.array(peak.window_deg)
-                _dataset(group, f"lattice_maps/{peak.name}", maps.lattices[peak.name], units="angstrom",
-                         window_deg=window, lattice_per_d=peak.lattice_per_d, eta=peak.eta)  # fmt: skip
-                _dataset(group, f"peak_fits/{peak.name}/center", fit.center_deg, units="deg")
-                _dataset(group, f"peak_fits/{peak.name}/fwhm", fit.fwhm_deg, units="deg")
-                _dataset(group, f"peak_fits/{peak.name}/area", fit.area, units="intensity x deg")  # fmt: skip
+            if self.is_series:
+                self._write_series(group)
+        if self.is_series and self.config.figure:
+            from .xrdct_figure import write_series_figure
+
+            self.figure_path = self.path.with_suffix(".series.png")
+            write_series_figure(self, self.figure_path)
+        self.finished = True
+
+    @property
+    def center_px(self) -> float | None:
+        """Centre of rotation of the last finished scan (translation-index units)."""
+        return None if self.scan is None else self.scan.center_px
+
+    def series(self) -> dict[str, np.ndarray]:
+        """Per finished scan, in order: ``scan``, ``time`` (s), ``voltage`` (V), ``capacity``
+        (mAh), ``center_of_rotation_px`` and ``mean_<lattice>`` (Å)."""
+        times = np.array([s["time_s"] for s in self.summaries], dtype=np.float64)
+        columns = {
+            "scan": np.array([s["scan"] for s in self.summaries], dtype=np.int64), "time": times,
+            "voltage": self.readings.at(times, "voltage"), "capacity": self.readings.at(times, "capacity"),
+            "center_of_rotation_px": np.array([s["center_px"] for s in self.summaries], dtype=np.float64),
+        }  # fmt: skip
+        for name in (peak.name for peak in self.config.maps.lattice_peaks):
+            columns[f"mean_{name}"] = np.array([s["lattices"].get(name, np.nan) for s in self.summaries])
+        return columns
+
+    def report(self) -> list[str]:
+        """The key numbers, a line each, for a terminal."""
+        lines = [f"XRD-CT {self.path}" + (f" (figure {self.figure_path.name})" if self.figure_path else "")]
+        series = self.series()
+        for i, index in enumerate(series["scan"]):
+            state = ""
+            if np.isfinite(series["voltage"][i]):
+                state = f" at {series['voltage'][i]:.3f} V, {series['capacity'][i]:.1f} mAh"
+            lattices = ", ".join(f"mean {name[5:]} {series[name][i]:.4f} Å" for name in series
+                                 if name.startswith("mean_"))  # fmt: skip
+            lines.append(f"scan {index}{state}: centre of rotation {series['center_of_rotation_px'][i]:.2f} px"
+                         + (f"; {lattices}" if lattices else ""))  # fmt: skip
+        return lines
+
+    def _write_common(self, group: h5py.Group) -> None:
+        step_mm = float(abs(self.translations_mm[1] - self.translations_mm[0])) if self.n_translations > 1 else 0.0
+        group.attrs.update(self.config.attributes())
+        group.attrs.update(
+            NX_class="NXprocess", run_uid=self.start["uid"], plan_name=str(self.start.get("plan_name", "")),
+            center_source="configured" if self.config.center_px is not None else "estimated",
+            wavelength_angstrom=self.wavelength_angstrom, pixel_size_mm=step_mm,
+            scan_axis="first axis of every per-scan dataset" if self.is_series else "none (a single scan)",
+        )  # fmt: skip
+        _dataset(group, "radial", self.radial_deg, units="deg", long_name="2θ")
+        _dataset(group, "angles", self.angles_deg, units="deg")
+        _dataset(group, "translations", self.translations_mm, units="mm")
+
+    def _write_series(self, group: h5py.Group) -> None:
+        units = {"time": "s", "voltage": "V", "capacity": "mAh", "center_of_rotation_px": "px"}
+        for name, values in self.series().items():
+            if name in group:
+                del group[name]
+            unit = units.get(name, "angstrom" if name.startswith("mean_") else "")
+            _dataset(group, name, values, units=unit)
+        potentiostat = group.require_group("potentiostat")
+        potentiostat.attrs["NX_class"] = "NXcollection"
+        for key, values in self.readings.series().items():
+            if key not in potentiostat:
+                potentiostat.create_dataset(key, data=values)
+
+
+def _write_scan(group: h5py.Group, scan: XrdctScan, position: int | None) -> None:
+    """A scan's results into ``group``: as they are (``position`` None), or as row
+    ``position`` of datasets with a leading scan axis (created at the first)."""
+    scalars = {"center_of_rotation_px": scan.center_px,
+               "preliminary_center_px": np.nan if scan.preliminary_center_px is None else scan.preliminary_center_px,
+               "reconstructed_live": scan.reconstructed_live, "patterns_placed": scan.sinogram.n_filled,
+               "patterns_replaced": scan.sinogram.n_replaced}  # fmt: skip
+    if position is None:
+        group.attrs.update(scalars)
+        for name, (data, attrs) in scan.results().items():
+            _dataset(group, name, data, **attrs)
+        return
+    scalar_arrays = {name: (np.asarray(value), {"units": "px"} if name.endswith("_px") else {})
+                     for name, value in scalars.items()}  # fmt: skip
+    for name, (values, attrs) in {**scan.results(), **scalar_arrays}.items():
+        data = np.asarray(values)
+        if name not in group:
+            dataset = group.create_dataset(
+                name, shape=(0, *data.shape), maxshape=(None, *data.shape), dtype=data.dtype,
+                chunks=(1, *data.shape) if data.nbytes <= 4 << 20 else True,
+                compression="gzip" if data.ndim >= 2 else None,
+            )  # fmt: skip
+            dataset.attrs.update(attrs)
+        dataset = group[name]
+        dataset.resize(position + 1, axis=0)
+        dataset[position] = data
 
 
 def _dataset(group: h5py.Group, name: str, data: np.ndarray, **attrs: Any) -> h5py.Dataset:
@@ -370,10 +547,10 @@ def _dataset(group: h5py.Group, name: str, data: np.ndarray, **attrs: Any) -> h5
 
 def xrdct_analysis_factory(config: XrdctAnalysisConfig):
     """``make_analysis`` for a :class:`~streaming.consumer.Consumer`: an
-    :class:`XrdctAnalysis` for every run whose plan is an XRD-CT zigzag of ``config.detector``."""
+    :class:`XrdctAnalysis` for every run of zigzag scans (single or operando) of ``config.detector``."""
 
     def make_analysis(start: dict[str, Any]) -> XrdctAnalysis | None:
-        if start.get("plan_name") != "xrdct_zigzag" or config.detector not in start.get("detectors", ()):
+        if start.get("plan_name") not in ZIGZAG_PLANS or config.detector not in start.get("detectors", ()):
             return None
         return XrdctAnalysis(start, config)
 
@@ -398,7 +575,7 @@ class IntegrationWorker:
         self.n_frames = 0
 
     def __call__(self, start: dict[str, Any]) -> _WorkerRun | None:
-        if start.get("plan_name") != "xrdct_zigzag" or self.config.detector not in start.get("detectors", ()):
+        if start.get("plan_name") not in ZIGZAG_PLANS or self.config.detector not in start.get("detectors", ()):
             return None
         return _WorkerRun(self, self.config.reducer(start))
 

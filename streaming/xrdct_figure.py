@@ -18,9 +18,9 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .xrdct_analysis import XrdctAnalysis
+    from .xrdct_analysis import XrdctAnalysis, XrdctScan
 
-__all__ = ["write_summary_figure"]
+__all__ = ["write_series_figure", "write_summary_figure"]
 
 
 def _scale_bar(axes: Axes, extent_mm: float) -> None:
@@ -40,16 +40,16 @@ def _image(figure: Figure, axes: Axes, image: np.ndarray, extent_mm: float, *, t
     axes.set(title=title, xlabel="x (mm)", ylabel="y (mm)")
 
 
-def write_summary_figure(analysis: XrdctAnalysis, path: Path) -> None:
-    """Write the summary of ``analysis`` (after its ``finish``) to ``path``."""
-    reconstruction, radial = analysis.reconstruction, analysis.radial_deg
+def write_summary_figure(analysis: XrdctAnalysis, scan: XrdctScan, path: Path) -> None:
+    """Write the summary of ``scan`` of ``analysis`` (after the scan's ``finish``) to ``path``."""
+    reconstruction, radial = scan.reconstruction, analysis.radial_deg
     mean_pattern = np.nanmean(reconstruction, axis=(0, 1))
     if analysis.config.figure_channel_deg is None:
         channel = int(np.nanargmax(mean_pattern))
     else:
         channel = int(np.argmin(np.abs(radial - analysis.config.figure_channel_deg)))
-    phases = analysis.maps.phases.weights if analysis.maps.phases is not None else {}
-    lattices = analysis.maps.lattices
+    phases = scan.maps.phases.weights if scan.maps.phases is not None else {}
+    lattices = scan.maps.lattices
     n_panels = 3 + len(phases) + len(lattices)
     n_columns = min(4, n_panels)
     n_rows = math.ceil(n_panels / n_columns)
@@ -60,7 +60,7 @@ def write_summary_figure(analysis: XrdctAnalysis, path: Path) -> None:
     extent_mm = step_mm * reconstruction.shape[1]
 
     sinogram_axes = panels.pop(0)
-    sinogram = analysis.sinogram.sinogram()[:, :, channel]
+    sinogram = scan.sinogram.sinogram()[:, :, channel]
     t = analysis.translations_mm
     shown = sinogram_axes.imshow(sinogram, aspect="auto", cmap="magma",
                                  extent=(t[0], t[-1], analysis.angles_deg[-1], analysis.angles_deg[0]))  # fmt: skip
@@ -69,7 +69,7 @@ def write_summary_figure(analysis: XrdctAnalysis, path: Path) -> None:
                       ylabel="rotation (°)")  # fmt: skip
 
     _image(figure, panels.pop(0), reconstruction[:, :, channel], extent_mm,
-           title=f"reconstruction at 2θ = {radial[channel]:.3f}° (COR {analysis.center_px:.2f} px)",
+           title=f"reconstruction at 2θ = {radial[channel]:.3f}° (COR {scan.center_px:.2f} px)",
            label="intensity per step (a.u.)")  # fmt: skip
 
     pattern_axes = panels.pop(0)
@@ -83,4 +83,29 @@ def write_summary_figure(analysis: XrdctAnalysis, path: Path) -> None:
         _image(figure, panels.pop(0), image, extent_mm, title=f"lattice {name}", label="Å")
     for axes in panels:
         axes.set_axis_off()
+    if analysis.is_series:
+        figure.suptitle(f"scan {scan.index}")
+    figure.savefig(path, dpi=70)
+
+
+def write_series_figure(analysis: XrdctAnalysis, path: Path) -> None:
+    """Write the operando series of ``analysis`` (after its ``finish``) to ``path``: each
+    lattice map's mean against capacity (or scan number without potentiostat readings), and
+    the cell voltage at each scan."""
+    series = analysis.series()
+    lattice_names = [name for name in series if name.startswith("mean_")]
+    has_capacity = bool(np.isfinite(series["capacity"]).all())
+    x = series["capacity"] if has_capacity else series["scan"]
+    x_label = "capacity (mAh)" if has_capacity else "scan"
+    figure = Figure(figsize=(4.4 * (len(lattice_names) + 1), 3.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    panels = np.atleast_1d(figure.subplots(1, len(lattice_names) + 1))
+    for axes, name in zip(panels, lattice_names, strict=False):
+        axes.plot(x, series[name], "o-")
+        for xi, yi, index in zip(x, series[name], series["scan"], strict=True):
+            axes.annotate(f"{index}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        axes.set(title=f"mean {name[5:]}", xlabel=x_label, ylabel=f"{name[5:]} (Å)")
+    voltage_axes = panels[-1]
+    voltage_axes.plot(x, series["voltage"], "s-", color="tab:red")
+    voltage_axes.set(title="cell voltage at each scan", xlabel=x_label, ylabel="voltage (V)")
     figure.savefig(path, dpi=70)

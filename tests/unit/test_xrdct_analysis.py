@@ -116,14 +116,15 @@ def replay_through(path: Path, config: XrdctAnalysisConfig, n_workers: int | Non
 
 
 def assert_same_results(ours: XrdctAnalysis, reference: XrdctAnalysis) -> None:
-    np.testing.assert_array_equal(ours.sinogram.sinogram(), reference.sinogram.sinogram())
+    np.testing.assert_array_equal(ours.scan.sinogram.sinogram(), reference.scan.sinogram.sinogram())
     assert ours.center_px == pytest.approx(reference.center_px, abs=1e-9)
-    scale = float(np.abs(reference.reconstruction).max())
+    scale = float(np.abs(reference.scan.reconstruction).max())
     # equal sums; only float32 summation order may differ (lines complete in another order)
-    np.testing.assert_allclose(ours.reconstruction, reference.reconstruction, atol=1e-5 * scale)
-    for name, image in reference.maps.phases.weights.items():
-        np.testing.assert_allclose(ours.maps.phases.weights[name], image, atol=1e-4 * max(1e-30, np.abs(image).max()))
-    np.testing.assert_allclose(ours.maps.lattices["NMC532_c"], reference.maps.lattices["NMC532_c"], atol=1e-4)
+    np.testing.assert_allclose(ours.scan.reconstruction, reference.scan.reconstruction, atol=1e-5 * scale)
+    for name, image in reference.scan.maps.phases.weights.items():
+        scale = max(1e-30, np.abs(image).max())
+        np.testing.assert_allclose(ours.scan.maps.phases.weights[name], image, atol=1e-4 * scale)
+    np.testing.assert_allclose(ours.scan.maps.lattices["NMC532_c"], reference.scan.maps.lattices["NMC532_c"], atol=1e-4)
 
 
 # -- live ---------------------------------------------------------------------------------------
@@ -131,8 +132,8 @@ def assert_same_results(ours: XrdctAnalysis, reference: XrdctAnalysis) -> None:
 
 def test_live_maps_follow_the_ground_truth(live):
     analysis, _, simulation = live
-    assert analysis.finished and analysis.sinogram.complete and analysis.n_frames == 48 * 64
-    correlations = phase_correlations(analysis.maps.phases.weights, simulation)
+    assert analysis.finished and analysis.scan.sinogram.complete and analysis.n_frames == 48 * 64
+    correlations = phase_correlations(analysis.scan.maps.phases.weights, simulation)
     # LiC30 and graphite share every in-plane line and differ only in weak (00l) lines, which
     # the frames' Poisson noise blurs (0.96 noise-free, 0.90 here): held to 0.85
     assert correlations.pop("LiC30") >= 0.85
@@ -140,7 +141,7 @@ def test_live_maps_follow_the_ground_truth(live):
     # per voxel, the tiny preset's Poisson noise through a 48-angle FBP limits c to a few
     # hundredths of an Å (0.01 Å per voxel holds noise-free: test_maps.py); the cathode's
     # mean c, which the paper's lattice-vs-state plots use, stays within 0.01 Å
-    c_map = analysis.maps.lattices["NMC532_c"]
+    c_map = analysis.scan.maps.lattices["NMC532_c"]
     errors, _ = cathode_lattice_errors(c_map, simulation)
     cathode = np.isfinite(simulation.state.nmc_c_angstrom) & np.isfinite(c_map)
     assert abs(np.mean(c_map[cathode]) - np.mean(simulation.state.nmc_c_angstrom[cathode])) < 0.01
@@ -150,10 +151,10 @@ def test_live_maps_follow_the_ground_truth(live):
 def test_center_of_rotation_is_estimated_within_half_a_pixel(live):
     analysis, _, simulation = live
     assert abs(analysis.center_px - simulation.center_of_rotation_px) < 0.5
-    assert abs(analysis.preliminary_center_px - simulation.center_of_rotation_px) < 0.5
+    assert abs(analysis.scan.preliminary_center_px - simulation.center_of_rotation_px) < 0.5
     # what is written was reconstructed with the final centre, live or in a batch
-    batch = reconstruct(analysis.corrected_sinogram(), analysis.angles_deg, center_px=analysis.center_px)
-    nrmse = np.sqrt(np.mean((analysis.reconstruction - batch) ** 2)) / (batch.max() - batch.min())
+    batch = reconstruct(analysis.scan.corrected_sinogram(), analysis.angles_deg, center_px=analysis.center_px)
+    nrmse = np.sqrt(np.mean((analysis.scan.reconstruction - batch) ** 2)) / (batch.max() - batch.min())
     assert nrmse <= 0.01
 
 
@@ -164,7 +165,7 @@ def test_the_run_file_shows_the_results_through_its_link(live):
         xrdct = file["entry/xrdct"]
         assert xrdct["sinogram"].shape == (48, 64, 400) and xrdct["reconstruction"].shape == (64, 64, 400)
         assert xrdct["radial"].attrs["units"] == "deg" and xrdct["translations"].attrs["units"] == "mm"
-        np.testing.assert_array_equal(xrdct["sinogram"][()], analysis.sinogram.sinogram())
+        np.testing.assert_array_equal(xrdct["sinogram"][()], analysis.scan.sinogram.sinogram())
         assert set(xrdct["phase_maps"]) >= {"Fe", "Al", "Cu", "NMC532", "graphite"}
         assert xrdct["lattice_maps/NMC532_c"].attrs["units"] == "angstrom"
         attrs = dict(xrdct.attrs)
@@ -196,9 +197,9 @@ def test_a_configured_centre_reconstructs_every_line_live(live, tmp_path):
     _, path, simulation = live
     config = analysis_config(simulation, tmp_path, figure=False, center_px=simulation.center_of_rotation_px)
     replayed = replay_through(path, config, None)
-    assert replayed.reconstructed_live and replayed.center_px == simulation.center_of_rotation_px
-    batch = reconstruct(replayed.corrected_sinogram(), replayed.angles_deg, center_px=replayed.center_px)
-    np.testing.assert_allclose(replayed.reconstruction, batch, atol=1e-5 * np.abs(batch).max())
+    assert replayed.scan.reconstructed_live and replayed.center_px == simulation.center_of_rotation_px
+    batch = reconstruct(replayed.scan.corrected_sinogram(), replayed.angles_deg, center_px=replayed.center_px)
+    np.testing.assert_allclose(replayed.scan.reconstruction, batch, atol=1e-5 * np.abs(batch).max())
 
 
 @pytest.mark.parametrize(
@@ -233,3 +234,84 @@ def test_operando_analyze_reruns_the_analysis_with_new_trim_percentiles(live, tm
     np.testing.assert_array_equal(low_attrs, [5, 95])
     np.testing.assert_array_equal(high_attrs, [20, 80])
     assert low_sinogram.shape == high_sinogram.shape and not np.allclose(low_sinogram, high_sinogram)
+
+
+# -- an operando series ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def series(_session_run_engine, tmp_path_factory):
+    """Two zigzag scans of the charging cell in one operando_xrdct run, analysed live;
+    (analysis, run file, simulation, the state of charge each scan's lines saw)."""
+    from devices import parse_protocol
+    from plans import operando_xrdct
+
+    RE = _session_run_engine  # noqa: N806  (bluesky's name)
+    out_dir = tmp_path_factory.mktemp("xrdct-series")
+    with (
+        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
+        FramePublisher(LOOPBACK, block_when_full=True) as frames,
+    ):
+        bl = sim_xrdct_beamline(preset="tiny", sink=FrameSink(frames, run_directory=out_dir))
+        cell_soc, socs = bl.pilatus.soc_source, []
+        bl.pilatus.soc_source = lambda: socs.append(cell_soc()) or socs[-1]
+        simulation = bl.pilatus.simulation
+        protocol = parse_protocol("CC charge to 4.2 V at C/2", capacity_ah=bl.potentiostat.battery.nominal_capacity_ah)
+        make = xrdct_analysis_factory(analysis_config(simulation, out_dir))
+        consumer = ConsumerThread(Consumer(make, document_address=documents.address, frame_address=frames.address,
+                                           linger_s=2.0))  # fmt: skip
+        recorder = RecorderThread(recorder_config(out_dir, documents, frames))
+        try:
+            documents.wait_for_subscribers(2, 10)
+            frames.wait_for_subscribers(2, 10)
+            RE.subscribe(bl.sink)
+            RE.subscribe(documents)
+            RE(operando_xrdct(bl.potentiostat, bl.pilatus, bl.translation, bl.rotation, protocol=protocol,
+                              max_repeats=2, delay=bl.delay, interval_s=2400.0, **bl.zigzag_kwargs()))  # fmt: skip
+            wait_until(lambda: len(consumer.consumer.finished) == 1, timeout_s=120)
+            wait_until_closed(recorder.recorder)
+        finally:
+            RE.dispatcher.unsubscribe_all()
+            done = consumer.stop()
+            (path,) = recorder.stop().files.values()
+    assert done.errors == 0
+    # one SOC per line (the detector follows the cell before each), the stage's first aside
+    per_scan = np.array(socs[1:]).reshape(2, -1)
+    return done.finished[0], path, simulation, per_scan
+
+
+def test_an_operando_series_is_reduced_scan_by_scan(series):
+    analysis, path, _, _ = series
+    assert analysis.finished and not analysis.in_flight and analysis.n_frames == 2 * 48 * 64
+    with h5py.File(path, "r") as file:
+        xrdct = file["entry/xrdct"]
+        assert xrdct["sinogram"].shape == (2, 48, 64, 400) and xrdct["reconstruction"].shape == (2, 64, 64, 400)
+        assert xrdct["phase_maps/NMC532"].shape == (2, 64, 64) and xrdct["lattice_maps/NMC532_c"].shape == (2, 64, 64)
+        np.testing.assert_array_equal(xrdct["scan"][()], [0, 1])
+        voltage, capacity = xrdct["voltage"][()], xrdct["capacity"][()]
+        assert xrdct["capacity"].attrs["units"] == "mAh" and xrdct.attrs["n_scans"] == 2
+        assert np.all((voltage > 2.75) & (voltage <= 4.2)) and capacity[1] > capacity[0] + 100
+        np.testing.assert_array_equal(xrdct["reconstruction"][1], analysis.scan.reconstruction)
+        assert xrdct["potentiostat/voltage"].size > 10
+    first_scan_figure = path.parent / f"{analysis.path.stem}.scan000.png"
+    assert all(p.stat().st_size > 10_000 for p in (analysis.figure_path, first_scan_figure))
+    report = "\n".join(analysis.report())
+    assert "scan 0 at" in report and "scan 1 at" in report and "mean NMC532_c" in report
+
+
+def test_an_operando_series_follows_the_cathode_lattice(series):
+    """Each scan's cathode mean c is the simulated cell's at the state of charge of that scan
+    (within 0.01 Å), so the change on charge shows."""
+    analysis, path, simulation, socs = series
+    with h5py.File(path, "r") as file:
+        c_maps = file["entry/xrdct/lattice_maps/NMC532_c"][()]
+    means, truths = [], []
+    for c_map, scan_socs in zip(c_maps, socs, strict=True):
+        truth = simulation.cell_state(float(np.median(scan_socs))).nmc_c_angstrom
+        fractions = simulation.state.fractions
+        cathode = (fractions["NMC532"] >= 0.5 * fractions["NMC532"].max()) & np.isfinite(c_map) & np.isfinite(truth)
+        means.append(float(np.mean(c_map[cathode])))
+        truths.append(float(np.mean(truth[cathode])))
+    np.testing.assert_allclose(means, truths, atol=0.01)
+    assert abs(truths[1] - truths[0]) > 0.03  # the charge moved c by several times the tolerance
+    np.testing.assert_allclose(analysis.series()["mean_NMC532_c"], [np.nanmean(m) for m in c_maps], rtol=1e-6)
