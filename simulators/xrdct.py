@@ -63,7 +63,7 @@ __all__ = ["PRESETS", "CellState", "XrdctPreset", "XrdctSimulation", "ZigzagFram
 WAVELENGTH_ANGSTROM = 0.11979  # the paper's 103.5 keV beam
 PILATUS_PIXEL_M = 172e-6
 _ANODE_STAGES = (("graphite", 0.0), ("LiC30", 0.2), ("LiC12", 0.5), ("LiC6", 1.0))  # x in LixC6
-_SECONDARY_NMC_LATTICE_ANGSTROM = (2.869, 14.26)  # inactive secondary NMC532: fixed lattice
+SECONDARY_NMC_LATTICE_ANGSTROM = (2.869, 14.26)  # inactive secondary NMC532: fixed lattice
 _LAG_STRENGTH = 0.4  # how far lagging places stay behind the cell's state of charge
 # material -> (formula, density g/cm³ as present: coatings are 70 % solid)
 _ATTENUATING = {
@@ -310,7 +310,7 @@ class XrdctSimulation:
         fractions = self.state.fractions
         components = {"Fe": FE_BCC, "Cu": CU_FCC, "Al": AL_FCC, "separator": SEPARATOR, "graphite": GRAPHITE}
         components |= {"LiC30": LIC30, "LiC12": LIC12, "LiC6": LIC6}
-        components["NMC532-secondary"] = nmc532(*_SECONDARY_NMC_LATTICE_ANGSTROM, name="NMC532-secondary")
+        components["NMC532-secondary"] = nmc532(*SECONDARY_NMC_LATTICE_ANGSTROM, name="NMC532-secondary")
         basis = [
             (name, fractions[name], pattern_of(phase, tth, WAVELENGTH_ANGSTROM, fwhm))
             for name, phase in components.items()

@@ -94,10 +94,13 @@ def write_xcs_calibration(beamline: Any, folder: Path) -> None:
 
 
 def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
-    """The live analyses of each mode, configured from ``config``: XRD-CT, single scans and
-    operando series (geometry from the run's start document unless ``xrdct.poni`` is set), and XCS-CT when the HEXITEC calibration
-    is in ``out_dir/calibration`` (``operando demo`` writes it there)."""
+    """The live analyses of each mode, configured from ``config``: XRD-CT of single scans and
+    operando series (geometry from the run's start document unless ``xrdct.poni`` is set),
+    and XCS-CT when the HEXITEC calibration is in ``out_dir/calibration`` (``operando demo``
+    writes it there)."""
     from simulators.coin_cell import CoinCell
+    from simulators.references import aaa_cell_maps_config
+    from simulators.xrdct import PRESETS
 
     from .processing.integration import IntegrationConfig
     from .xcs_analysis import XcsctAnalysisConfig, xcsct_analysis_factory
@@ -105,10 +108,13 @@ def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
 
     out_dir = Path(config.out_dir)
     calibration = out_dir / "calibration"
-    integration = IntegrationConfig(n_radial=1000, method=config.xrdct.integration_method,
+    integration = IntegrationConfig(n_radial=PRESETS[config.xrdct.preset].n_radial,  # the simulated detector's
+                                    method=config.xrdct.integration_method,
                                     percentiles=config.xrdct.trim_percentiles)  # fmt: skip
+    # the simulated AAA cell's phases (a beamline's config would name its own references)
     xrdct = XrdctAnalysisConfig(out_dir=out_dir, integration=integration, poni_path=config.xrdct.poni,
-                                center_px=config.xrdct.center_of_rotation_px)  # fmt: skip
+                                center_px=config.xrdct.center_of_rotation_px,
+                                maps=aaa_cell_maps_config(preset=config.xrdct.preset))  # fmt: skip
     analyses: dict[str, AnalysisFactory] = {"xrdct": xrdct_analysis_factory(xrdct)}
     if (calibration / "gradients.txt").is_file():
         cell = CoinCell()
@@ -203,8 +209,9 @@ def _run_mode(  # noqa: PLR0917
         if consumer is not None:
             documents.wait_for_subscribers(2, timeout_s=30)
             frames.wait_for_subscribers(2, timeout_s=30)
+        out = table_file or io.StringIO()
         table = LiveTable(["potentiostat_voltage", "potentiostat_current", "potentiostat_capacity"],
-                          stream_name="primary", out=(table_file or io.StringIO()).write)  # fmt: skip
+                          stream_name="primary", out=lambda line: out.write(line + "\n"))  # fmt: skip
         token = run_engine.subscribe(table)
         started = time.monotonic()
         try:

@@ -350,6 +350,25 @@ class XcsctAnalysis:
             self.files["png"] = self.config.out_dir / f"{self.stem}.xcs.png"
             write_summary(self, self.files["png"])
 
+    def report(self) -> list[str]:
+        """The key numbers, a line each, for a terminal: the files, then per XCS scan the
+        cathode EMF (mean over its heights, Poisson sigma) against voltage and capacity."""
+        lines = [f"{kind.upper()} {path}" for kind, path in self.files.items()]
+        lines.append(f"XCT scans reduced: {len(self.xct)}; XCS acquisitions: {len(self.results['scan'])}")
+        scans = np.asarray(self.results["scan"], dtype=np.int64)
+        emf = np.asarray(self.results["emf_cathode"], dtype=np.float64)
+        sigma = np.asarray(self.results["emf_cathode_sigma"], dtype=np.float64)
+        for scan in np.unique(scans):
+            at = scans == scan
+            weights = 1.0 / sigma[at] ** 2  # inverse-variance mean over the scan's heights
+            mean, mean_sigma = np.sum(weights * emf[at]) / weights.sum(), weights.sum() ** -0.5
+            state = (f" at {np.mean(self.voltage_v[at]):.3f} V, {np.mean(self.capacity_mah[at]):.1f} mAh"
+                     if np.isfinite(self.voltage_v[at]).all() else "")  # fmt: skip
+            region = self.config.region_component if self.results["region_from_xct"][int(np.argmax(at))] else "all"
+            lines.append(f"scan {scan}{state}: EMF ({region}) {mean:.4f} ± {mean_sigma:.4f} "
+                         f"over {int(at.sum())} heights")  # fmt: skip
+        return lines
+
     def _xct_attrs(self) -> dict[str, object]:
         c = self.config
         return {"ring_removal": c.ring_removal, "filter": c.filter_name, "center_px": c.center_px,

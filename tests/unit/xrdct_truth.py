@@ -6,39 +6,20 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from simulators import phases
-from simulators.xrdct import WAVELENGTH_ANGSTROM, XrdctSimulation
-from streaming.processing.maps import LatticePeak, MapsConfig, PeakWindow, PhaseReference
+from simulators.references import aaa_cell_maps_config
+from simulators.xrdct import XrdctSimulation
+from streaming.processing.maps import MapsConfig
 
 #: Phases the decomposition can tell apart at the tiny preset's resolution. The separator
 #: (one weak broad line) and the inactive NMC (a lattice 0.4 % from the active one's) are
 #: fitted but not held to the truth.
 RESOLVED_PHASES = ("Fe", "Cu", "Al", "graphite", "LiC30", "NMC532")
-# the inactive secondary NMC's fixed lattice (simulators.xrdct), Å
-_SECONDARY_LATTICE_ANGSTROM = (2.869, 14.26)
 
 
 def maps_config(simulation: XrdctSimulation) -> MapsConfig:
-    """References from the simulator's phase models (what a user takes from a database),
-    the NMC (003) line for c, and an intensity window on it."""
-    radial = np.linspace(0.1, 15.0, 6000)  # their own fine axis: the analysis resamples
-    fwhm = simulation.preset.fwhm_deg
-
-    def pattern(component) -> np.ndarray:
-        return phases.pattern_of(component, radial, WAVELENGTH_ANGSTROM, fwhm)
-
-    single = {"Fe": phases.FE_BCC, "Cu": phases.CU_FCC, "Al": phases.AL_FCC, "separator": phases.SEPARATOR,
-              "graphite": phases.GRAPHITE, "LiC30": phases.LIC30, "LiC12": phases.LIC12, "LiC6": phases.LIC6,
-              "NMC532-secondary": phases.nmc532(*_SECONDARY_LATTICE_ANGSTROM)}  # fmt: skip
-    references = [PhaseReference(name, radial, pattern(phase)) for name, phase in single.items()]
-    # the active NMC's lattice moves with its Li content: its two ends as two components
-    ends = [phases.nmc532(*phases.nmc532_lattice(x), li_occupancy=0.5 + 0.5 * x) for x in (0.0, 1.0)]
-    references.append(PhaseReference("NMC532", radial, np.stack([pattern(p) for p in ends])))
-    return MapsConfig(
-        windows=(PeakWindow(name="NMC532_003", window_deg=(1.36, 1.52), background_width_deg=0.08),),
-        phases=tuple(references),
-        lattice_peaks=(LatticePeak(name="NMC532_c", window_deg=(1.30, 1.58), lattice_per_d=3.0, fwhm_guess_deg=fwhm),),
-    )
+    """References from the simulator's phase models (what a user takes from a database)
+    at the simulation's line width, the NMC (003) line for c, an intensity window on it."""
+    return aaa_cell_maps_config(simulation.preset.fwhm_deg)
 
 
 def inside_cell(simulation: XrdctSimulation) -> np.ndarray:
