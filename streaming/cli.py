@@ -1,8 +1,10 @@
 """The ``operando`` command.
 
 Sub-commands: ``record`` (the recorder service), ``replay`` (re-emit a recorded run),
-``info`` (what a run file holds), ``simulate`` (a simulated cell's calibration files and
-ground truth) and ``demo`` (the main job on embedded defaults).
+``consume`` (the live analyses as a service), ``analyze`` (a recorded run through fresh
+analyses), ``info`` (what a run file holds), ``simulate`` (a simulated cell's calibration
+files and ground truth), ``bench`` (the benchmarks) and ``demo`` (the main job on embedded
+defaults).
 A user mistake (bad option value, missing file) gives one line on stderr and exit code 2,
 never a traceback.
 """
@@ -85,6 +87,14 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
     analyze.add_argument("--out", type=Path, help="folder for the results (default: beside the run file, "
                          "where its /entry/<analysis> links point)")  # fmt: skip
+
+    consume = commands.add_parser("consume", help="the live analyses as a service: analyse every run on the "
+                                  "channels (live or replayed), until Ctrl-C/SIGTERM")  # fmt: skip
+    consume.add_argument("mode", nargs="?", choices=["all", "xrdct", "xcsct"], default="all", help="which analyses")
+    _add_endpoint_options(consume)
+    consume.add_argument("--config", type=Path, help="TOML configuration (see streaming/config.py)")
+    consume.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
+    consume.add_argument("--out", type=Path, help="folder for the results (default: the config's out_dir)")
 
     bench = commands.add_parser("bench", help="run the benchmarks of benchmarks/ and tabulate their ratios")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all; see --list)")
@@ -203,7 +213,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise FileNotFoundError(f"no such file: {args.file}")
     out = args.out or args.file.parent
-    config = load_config(args.config, [*args.set, f"out_dir={str(out)!r}"])
+    overrides = [f"out_dir={str(out)!r}"]
+    beside_the_run = args.file.parent / "calibration"
+    if not (out / "calibration").is_dir() and beside_the_run.is_dir():
+        overrides.append(f"xcsct.calibration_dir={str(beside_the_run)!r}")  # the run's own, unless set
+    config = load_config(args.config, [*overrides, *args.set])
     analyses = default_analyses(config)
     if not analyses:
         raise ConfigError("analyze: no live analysis is configured for this run")
@@ -212,6 +226,44 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     for analysis in finished:
         for line in getattr(analysis, "report", lambda: [])():
             print(f"  {line}")
+    return 0
+
+
+def _cmd_consume(args: argparse.Namespace) -> int:
+    from .consumer import Consumer, ConsumerThread
+    from .experiment import default_analyses
+
+    overrides = [*args.set, *([f"out_dir={str(args.out)!r}"] if args.out else [])]
+    config = load_config(args.config, overrides)
+    analyses = default_analyses(config)
+    modes = [mode for mode in analyses if args.mode in ("all", mode)]
+    if not modes:
+        raise ConfigError(f"consume: no {args.mode} analysis is configured (XCS-CT needs the HEXITEC calibration "
+                          f"in {config.out_dir}/calibration)")  # fmt: skip
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    threads = [ConsumerThread(Consumer(analyses[mode], document_address=args.docs, frame_address=args.frames))
+               for mode in modes]  # fmt: skip
+    print(f"{', '.join(modes)} analyses of the runs on {args.docs} and {args.frames}, results in {config.out_dir}",
+          flush=True)  # fmt: skip
+
+    def report_finished() -> None:
+        for thread in threads:
+            finished = thread.consumer.finished
+            while finished:
+                analysis = finished.pop(0)
+                print(f"run {analysis.start['uid']}:", flush=True)
+                for line in getattr(analysis, "report", list)():
+                    print(f"  {line}", flush=True)
+
+    try:
+        while not stop.wait(0.2):
+            report_finished()
+    finally:
+        for thread in threads:
+            thread.stop()
+        report_finished()
     return 0
 
 
@@ -244,7 +296,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .experiment import MODES, default_analyses, run_experiment  # bluesky and the simulators: only here
+    from .experiment import MODES, run_experiment  # bluesky and the simulators: only here
 
     if args.mode == "synthetic":
         return _demo_synthetic(args.out or Path("demo-output"))
@@ -256,15 +308,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     modes = MODES if args.mode == "all" else (args.mode,)
     print(f"operando demo {args.mode}: XRD-CT preset {config.xrdct.preset}, output in {config.out_dir}", flush=True)
-    result = run_experiment(modes, config, analyses=default_analyses(config), progress_file=sys.stderr,
-                            table_file=sys.stdout)  # fmt: skip
+    result = run_experiment(modes, config, progress_file=sys.stderr, table_file=sys.stdout)
     for mode in modes:
         print(f"\n{mode}: {result.elapsed_s[mode]:.1f} s")
         with RunFileReader(result.run_files[mode]) as reader:
             print(_format_summary(reader.summary()))
-        for analysis in result.analyses.get(mode, []):
-            for line in getattr(analysis, "report", lambda: [])():
-                print(f"  {line}")
+        for line in result.reports.get(mode, []):
+            print(f"  {line}")
     return 0
 
 
@@ -292,6 +342,7 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "bench": _cmd_bench,
     "analyze": _cmd_analyze,
+    "consume": _cmd_consume,
 }
 
 

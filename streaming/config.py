@@ -109,6 +109,7 @@ class XcsctConfig:
     max_repeats: int | None = 4
     interval_s: float = 1800.0
     seed: int = 0
+    calibration_dir: Path | None = None  # HEXITEC gradients/intercepts/darks; default out_dir/calibration
 
     def __post_init__(self) -> None:
         _check(self.n_projections >= 2, "xcsct.n_projections", f"must be >= 2, got {self.n_projections}")

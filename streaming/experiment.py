@@ -1,7 +1,7 @@
 """The main job: a simulated operando experiment, run, recorded and analysed live.
 
-:func:`run_experiment` starts, in this process and on loopback ports chosen at run time, a
-recorder and the live analyses (consumers), builds the simulated end station(s), and runs
+:func:`run_experiment` starts a recorder and the live analyses (consumers) in processes of
+their own, on loopback ports chosen at run time, builds the simulated end station(s), and runs
 the operando plans under a RunEngine with a progress bar (and a live table of the
 potentiostat for XCS-CT). It returns where the run files (and the analyses' files and
 figures) are. ``operando demo`` prints them with the key numbers.
@@ -27,7 +27,8 @@ from plans import ScanProgress, operando_xcsct, operando_xrdct
 from .config import OperandoConfig
 from .consumer import Analysis, Consumer, ConsumerThread
 from .errors import OperandoStreamError
-from .recorder import RecorderConfig, RecorderThread
+from .processes import ConsumerProcess, RecorderProcess
+from .recorder import RecorderConfig
 from .replay import ReplayConfig, replay
 from .runreader import RunFileReader
 from .transport import DocumentPublisher, FramePublisher
@@ -47,7 +48,7 @@ class ExperimentResult:
     """What a run of :func:`run_experiment` left behind."""
 
     run_files: dict[str, Path] = field(default_factory=dict)  # mode -> run file
-    analyses: dict[str, list[Analysis]] = field(default_factory=dict)  # mode -> finished analyses
+    reports: dict[str, list[str]] = field(default_factory=dict)  # mode -> its analysis' key numbers
     elapsed_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -85,6 +86,12 @@ def _xcsct_plan(config: OperandoConfig, sink: FrameSink):
 XCSCT_ROWS = 32  # camera rows of the simulated coin cell (sim_xcsct_beamline's n_z)
 
 
+def calibration_folder(config: OperandoConfig) -> Path:
+    """Where the HEXITEC calibration of an XCS-CT experiment is: ``xcsct.calibration_dir``,
+    by default ``out_dir/calibration``."""
+    return Path(config.xcsct.calibration_dir or Path(config.out_dir) / "calibration")
+
+
 def write_xcs_calibration(beamline: Any, folder: Path) -> None:
     """What the beamline has before an XCS-CT experiment: the HEXITEC's per-pixel calibration
     and dark frames (here from the simulated detector)."""
@@ -96,8 +103,8 @@ def write_xcs_calibration(beamline: Any, folder: Path) -> None:
 def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
     """The live analyses of each mode, configured from ``config``: XRD-CT of single scans and
     operando series (geometry from the run's start document unless ``xrdct.poni`` is set),
-    and XCS-CT when the HEXITEC calibration is in ``out_dir/calibration`` (``operando demo``
-    writes it there)."""
+    and XCS-CT when the HEXITEC calibration is in ``xcsct.calibration_dir`` (default
+    ``out_dir/calibration``, where ``operando demo`` writes it)."""
     from simulators.coin_cell import CoinCell
     from simulators.references import aaa_cell_maps_config
     from simulators.xrdct import PRESETS
@@ -107,7 +114,7 @@ def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
     from .xrdct_analysis import XrdctAnalysisConfig, xrdct_analysis_factory
 
     out_dir = Path(config.out_dir)
-    calibration = out_dir / "calibration"
+    calibration = calibration_folder(config)
     integration = IntegrationConfig(n_radial=PRESETS[config.xrdct.preset].n_radial,  # the simulated detector's
                                     method=config.xrdct.integration_method,
                                     percentiles=config.xrdct.trim_percentiles)  # fmt: skip
@@ -138,23 +145,24 @@ def run_experiment(
     modes: tuple[str, ...],
     config: OperandoConfig,
     *,
-    analyses: dict[str, AnalysisFactory] | None = None,
     progress_file: TextIO | None = None,
     table_file: TextIO | None = None,
     run_engine: RunEngine | None = None,
     live_analysis: bool = True,
 ) -> ExperimentResult:
     """Run the operando plans of ``modes`` on the simulated end stations, recorded into
-    ``config.out_dir`` and analysed live by ``analyses[mode]`` (a factory per mode).
+    ``config.out_dir`` and analysed live by each mode's :func:`default_analyses`.
 
+    The recorder and each mode's analysis run in processes of their own
+    (:mod:`streaming.processes`), connected to this process' publishers on loopback ports
+    chosen at run time; the analysis of a mode subscribes before its run starts.
     ``progress_file``/``table_file`` receive the progress bar and the potentiostat's live
     table (default: discarded). ``run_engine``: the RunEngine to use (default: a new one).
-    ``live_analysis``: run each mode's default analysis where ``analyses`` names none.
+    ``live_analysis``: False to record only.
     """
     unknown = set(modes) - set(MODES)
     if unknown:
         raise OperandoStreamError(f"unknown mode(s) {sorted(unknown)}; choose from {MODES}")
-    analyses = analyses or {}
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = ExperimentResult()
@@ -162,13 +170,13 @@ def run_experiment(
         DocumentPublisher(_LOOPBACK_ANY_PORT, block_when_full=True) as documents,
         FramePublisher(_LOOPBACK_ANY_PORT, block_when_full=True) as frames,
     ):
-        recorder = RecorderThread(RecorderConfig(out_dir=out_dir, document_address=documents.address,
-                                                 frame_address=frames.address, linger_s=0.5))  # fmt: skip
+        recorder = RecorderProcess(RecorderConfig(out_dir=out_dir, document_address=documents.address,
+                                                  frame_address=frames.address, linger_s=0.5))  # fmt: skip
         tokens = []
         run_engine = run_engine or RunEngine({})
         try:
-            documents.wait_for_subscribers(1, timeout_s=30)
-            frames.wait_for_subscribers(1, timeout_s=30)
+            documents.wait_for_subscribers(1, timeout_s=60)
+            frames.wait_for_subscribers(1, timeout_s=60)
             sink = FrameSink(frames, run_directory=out_dir)
             tokens = [
                 run_engine.subscribe(documents),
@@ -178,11 +186,9 @@ def run_experiment(
             for mode in modes:
                 beamline, plan = (_xrdct_plan if mode == "xrdct" else _xcsct_plan)(config, sink)
                 if mode == "xcsct" and live_analysis:
-                    write_xcs_calibration(beamline, out_dir / "calibration")
-                factory = analyses.get(mode) or (default_analyses(config).get(mode) if live_analysis else None)
-                result.analyses[mode] = _run_mode(
-                    mode, plan, run_engine, recorder, factory, documents, frames, table_file, result
-                )
+                    write_xcs_calibration(beamline, calibration_folder(config))
+                analysed = live_analysis and mode in default_analyses(config)
+                _run_mode(mode, plan, run_engine, recorder, analysed, config, documents, frames, table_file, result)
         finally:
             for token in tokens:
                 run_engine.unsubscribe(token)
@@ -194,21 +200,20 @@ def _run_mode(  # noqa: PLR0917
     mode: str,
     plan: Any,
     run_engine: RunEngine,
-    recorder: RecorderThread,
-    factory: AnalysisFactory | None,
+    recorder: RecorderProcess,
+    analysed: bool,
+    config: OperandoConfig,
     documents: DocumentPublisher,
     frames: FramePublisher,
     table_file: TextIO | None,
     result: ExperimentResult,
-) -> list[Analysis]:
-    """One mode's run, with its analysis subscribed before the run starts."""
-    consumer = None
-    if factory is not None:
-        consumer = ConsumerThread(Consumer(factory, document_address=documents.address, frame_address=frames.address))
+) -> None:
+    """One mode's run, with its analysis process subscribed before the run starts."""
+    consumer = ConsumerProcess(mode, config, documents.address, frames.address) if analysed else None
     try:
         if consumer is not None:
-            documents.wait_for_subscribers(2, timeout_s=30)
-            frames.wait_for_subscribers(2, timeout_s=30)
+            documents.wait_for_subscribers(2, timeout_s=60)
+            frames.wait_for_subscribers(2, timeout_s=60)
         out = table_file or io.StringIO()
         table = LiveTable(["potentiostat_voltage", "potentiostat_current", "potentiostat_capacity"],
                           stream_name="primary", out=lambda line: out.write(line + "\n"))  # fmt: skip
@@ -219,15 +224,16 @@ def _run_mode(  # noqa: PLR0917
         finally:
             run_engine.unsubscribe(token)
         result.elapsed_s[mode] = time.monotonic() - started
-        closed_runs = recorder.recorder.closed_runs
-        _wait_for(lambda: uid in closed_runs, 120, f"the recorder did not close {uid}")
-        result.run_files[mode] = recorder.recorder.files[uid]
+        result.run_files[mode] = recorder.wait_closed(uid, timeout_s=120)
         if consumer is not None:
-            live = consumer.consumer
-            _wait_for(lambda: live.runs_seen and live.idle, 600, f"the {mode} analysis did not finish")
+            result.reports[mode] = consumer.wait_finished(uid, timeout_s=600).report
     finally:
-        finished = consumer.stop().finished if consumer is not None else []
-    return finished
+        if consumer is not None:
+            consumer.stop()
+            # its unsubscriptions must be counted before the next mode waits for its own
+            # consumer, or that wait would count this one's stale subscriptions
+            _wait_for(lambda: documents.n_subscriptions <= 1 and frames.n_subscriptions <= 1, 30,
+                      f"the {mode} analysis did not unsubscribe")  # fmt: skip
 
 
 def analyze_run(path: Path, analyses: dict[str, AnalysisFactory]) -> list[Analysis]:

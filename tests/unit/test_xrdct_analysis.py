@@ -315,3 +315,37 @@ def test_an_operando_series_follows_the_cathode_lattice(series):
     np.testing.assert_allclose(means, truths, atol=0.01)
     assert abs(truths[1] - truths[0]) > 0.03  # the charge moved c by several times the tolerance
     np.testing.assert_allclose(analysis.series()["mean_NMC532_c"], [np.nanmean(m) for m in c_maps], rtol=1e-6)
+
+
+def test_operando_consume_analyses_a_replayed_run(live, tmp_path):
+    """The analyses as a service (``operando consume``, a real process) fed by a replay."""
+    import signal
+    import subprocess
+    import sys
+
+    analysis, path, simulation = live
+    with (
+        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
+        FramePublisher(LOOPBACK, block_when_full=True) as frames,
+    ):
+        service = subprocess.Popen(
+            [sys.executable, "-m", "streaming.cli", "consume", "xrdct", "--docs", documents.address, "--frames",
+             frames.address, "--out", str(tmp_path), "--set", "xrdct.preset='tiny'"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            documents.wait_for_subscribers(1, 120)
+            frames.wait_for_subscribers(1, 120)
+            with RunFileReader(path) as reader:
+                replay(reader, documents, frames, ReplayConfig(speed=None))
+            sidecar = tmp_path / analysis.path.name
+            wait_until(lambda: sidecar.with_suffix(".png").is_file(), timeout_s=120)  # written last
+        finally:
+            service.send_signal(signal.SIGINT)
+            printed, errors = service.communicate(timeout=60)
+    assert service.returncode == 0, errors[-2000:]
+    assert f"run {analysis.start['uid']}:" in printed and "centre of rotation" in printed
+    with h5py.File(sidecar, "r") as file:
+        centre = file["entry/xrdct/center_of_rotation_px"][()]
+        assert file["entry/xrdct/sinogram"].shape == (48, 64, 400)
+    assert abs(float(centre) - simulation.center_of_rotation_px) < 0.5
