@@ -44,6 +44,7 @@ from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 from .cell_phantom import CylindricalCell, lag_field, material_fractions
 from .crystal import HC_KEV_ANGSTROM
+from .noise import poisson_counts
 from .phases import (
     AL_FCC,
     CU_FCC,
@@ -388,7 +389,7 @@ class XrdctSimulation:
     def frame(self, angle_index: int, translation_index: int) -> np.ndarray:
         """The Pilatus frame (int32 counts; -1 in gaps) of one ray, with noise."""
         rng = np.random.default_rng([self.seed, angle_index, translation_index])
-        counts = rng.poisson(self.expected_frame(self.ray_pattern(angle_index, translation_index))).astype(np.int32)
+        counts = poisson_counts(rng, self.expected_frame(self.ray_pattern(angle_index, translation_index)))
         flat = counts.reshape(-1)
         zingers = rng.integers(0, flat.size, rng.poisson(2e-6 * flat.size))
         flat[zingers] += rng.integers(500, 50_000, zingers.size, dtype=np.int32)

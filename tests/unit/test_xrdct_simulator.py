@@ -207,3 +207,28 @@ def test_calibration_files_are_what_pyfai_calib2_reads(discharged, tmp_path):
     np.testing.assert_array_equal(image, discharged.calibrant_frame())
     assert fabio.open(str(paths["mask"])).data.sum() == discharged.mask.sum()
     assert pyFAI.load(str(paths["poni"])).detector.shape == discharged.detector.shape
+
+
+@pytest.mark.parametrize("mean", [0.02, 0.8, 4.5, 12.0, 29.5, 45.0])
+def test_frame_noise_is_poisson(mean):
+    """The frames' counting noise against scipy's Poisson distribution (chi-square over the
+    counts with an expectation of 5 or more), the same draws on 1 or 2 threads."""
+    import numba
+    from scipy import stats
+
+    from simulators.noise import poisson_counts
+
+    means = np.full(200_000, mean)
+    counts = poisson_counts(np.random.default_rng(7), means)
+    values = np.arange(counts.max() + 1)
+    observed = np.bincount(counts, minlength=values.size)
+    expected = stats.poisson.pmf(values, mean) * counts.size
+    kept = expected >= 5
+    chi2 = float(np.sum((observed[kept] - expected[kept]) ** 2 / expected[kept]))
+    assert stats.chi2.sf(chi2, max(1, kept.sum() - 1)) > 1e-3
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        np.testing.assert_array_equal(poisson_counts(np.random.default_rng(7), means), counts)
+    finally:
+        numba.set_num_threads(previous)
