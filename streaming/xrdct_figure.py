@@ -30,10 +30,17 @@ def _scale_bar(axes: Axes, extent_mm: float) -> None:
     axes.text(x0 + length_mm / 2, y0 - 0.03 * extent_mm, f"{length_mm:g} mm", color="white", ha="center", va="bottom")
 
 
-def _image(figure: Figure, axes: Axes, image: np.ndarray, extent_mm: float, *, title: str, label: str) -> None:
+def _image(figure: Figure, axes: Axes, image: np.ndarray, extent_mm: float, *, title: str, label: str,
+           robust: bool = False) -> None:  # fmt: skip
+    """``robust``: colours over the median ± 5 MADs (a lattice map's few voxels of stray fits
+    outside the cathode would otherwise stretch the scale over 2 Å and flatten the cathode)."""
     half = extent_mm / 2
     finite = image[np.isfinite(image)]
     limits = np.percentile(finite, (1, 99)) if finite.size else (0, 1)
+    if robust and finite.size:
+        median = float(np.median(finite))
+        spread = 5 * 1.4826 * float(np.median(np.abs(finite - median))) or 1e-3
+        limits = (max(limits[0], median - spread), min(limits[1], median + spread))
     shown = axes.imshow(image, extent=(-half, half, half, -half), cmap="viridis", vmin=limits[0], vmax=limits[1])
     figure.colorbar(shown, ax=axes, label=label, shrink=0.8)
     _scale_bar(axes, extent_mm)
@@ -80,7 +87,7 @@ def write_summary_figure(analysis: XrdctAnalysis, scan: XrdctScan, path: Path) -
     for name, image in phases.items():
         _image(figure, panels.pop(0), image, extent_mm, title=f"phase {name}", label="weight (∝ volume fraction)")
     for name, image in lattices.items():
-        _image(figure, panels.pop(0), image, extent_mm, title=f"lattice {name}", label="Å")
+        _image(figure, panels.pop(0), image, extent_mm, title=f"lattice {name}", label="Å", robust=True)
     for axes in panels:
         axes.set_axis_off()
     if analysis.is_series:
