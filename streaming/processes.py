@@ -44,9 +44,10 @@ class FinishedAnalysis:
 def _record(config: Any, stop: Any, events: Any) -> None:
     from .recorder import Recorder
 
-    recorder = Recorder(config)
+    recorder = None
     told: set[str] = set()
     try:
+        recorder = Recorder(config)
         events.put(("ready", None))
         while not stop.is_set():
             recorder.poll(_POLL_S)
@@ -59,7 +60,8 @@ def _record(config: Any, stop: Any, events: Any) -> None:
         events.put(("failed", repr(error)))
         raise
     finally:
-        recorder.close()
+        if recorder is not None:
+            recorder.close()
     for uid in recorder.closed_runs - told:
         events.put(("closed", (uid, str(recorder.files[uid]))))
     events.put(("stopped", recorder.write_errors))
@@ -76,9 +78,10 @@ def _consume(mode: str, config: Any, document_address: str, frame_address: str, 
     # one core is left to the plans' process: on the 2-core machine numba's parallel kernels
     # on both cores starved the simulated detectors (small XRD-CT 87 frames/s, 103 on one)
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 2) - 1)))
-    factory = default_analyses(config)[mode]
-    consumer = Consumer(factory, document_address=document_address, frame_address=frame_address)
+    consumer = None
     try:
+        factory = default_analyses(config)[mode]
+        consumer = Consumer(factory, document_address=document_address, frame_address=frame_address)
         events.put(("ready", None))
         while not stop.is_set():
             consumer.poll(_POLL_S)
@@ -90,7 +93,8 @@ def _consume(mode: str, config: Any, document_address: str, frame_address: str, 
         events.put(("failed", repr(error)))
         raise
     finally:
-        consumer.close()
+        if consumer is not None:
+            consumer.close()
     events.put(("stopped", consumer.errors))
 
 

@@ -113,3 +113,16 @@ def test_the_xcsct_results_are_sane(demo):
         assert xct["reconstruction"].shape[-2:] == (80, 80) and np.isfinite(xct["reconstruction"][()]).all()
         assert {"cathode", "anode", "casing"} <= set(xct["masks"])
     assert runs["operando_xcsct"].with_suffix(".xcs.png").stat().st_size > 10_000
+
+
+def test_a_failing_analysis_process_is_reported_not_waited_for(tmp_path):
+    """A consumer process that cannot start says why, and the parent raises at once."""
+    from streaming.config import load_config
+    from streaming.errors import OperandoStreamError
+    from streaming.processes import ConsumerProcess
+
+    config = load_config(None, [f"out_dir='{tmp_path}'"])  # no HEXITEC calibration: no XCS-CT analysis
+    process = ConsumerProcess("xcsct", config, "tcp://127.0.0.1:1", "tcp://127.0.0.1:2")
+    with pytest.raises(OperandoStreamError, match="xcsct analysis process failed: KeyError"):
+        process.wait_finished("some-run", timeout_s=120)
+    process.stop()

@@ -40,35 +40,43 @@ def analysis_config(simulation, out_dir: Path, **overrides) -> XrdctAnalysisConf
     return XrdctAnalysisConfig(**settings)
 
 
-@pytest.fixture(scope="module")
-def live(_session_run_engine, tmp_path_factory):
-    """One zigzag scan recorded and analysed live; (analysis, run file, simulation)."""
-    RE = _session_run_engine  # noqa: N806  (bluesky's name)
-    out_dir = tmp_path_factory.mktemp("xrdct")
+def record_and_analyse(run_engine, out_dir: Path, make_plan, timeout_s: float = 60.0):
+    """``make_plan(beamline)`` on the tiny simulated beamline under a real RunEngine, its
+    frames and documents through real sockets to a recorder and a live analysis;
+    (finished analysis, run file, beamline)."""
     with (
         DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
         FramePublisher(LOOPBACK, block_when_full=True) as frames,
     ):
         bl = sim_xrdct_beamline(preset="tiny", sink=FrameSink(frames, run_directory=out_dir))
-        simulation = bl.pilatus.simulation
-        make = xrdct_analysis_factory(analysis_config(simulation, out_dir))
+        make = xrdct_analysis_factory(analysis_config(bl.pilatus.simulation, out_dir))
         consumer = ConsumerThread(Consumer(make, document_address=documents.address, frame_address=frames.address,
                                            linger_s=2.0))  # fmt: skip
         recorder = RecorderThread(recorder_config(out_dir, documents, frames))
         try:
             documents.wait_for_subscribers(2, 10)
             frames.wait_for_subscribers(2, 10)
-            RE.subscribe(bl.sink)
-            RE.subscribe(documents)
-            RE(xrdct_zigzag(bl.pilatus, bl.translation, bl.rotation, **bl.zigzag_kwargs()))
-            wait_until(lambda: len(consumer.consumer.finished) == 1, timeout_s=60)
+            run_engine.subscribe(bl.sink)
+            run_engine.subscribe(documents)
+            run_engine(make_plan(bl))
+            wait_until(lambda: len(consumer.consumer.finished) == 1, timeout_s=timeout_s)
             wait_until_closed(recorder.recorder)
         finally:
-            RE.dispatcher.unsubscribe_all()
+            run_engine.dispatcher.unsubscribe_all()
             done = consumer.stop()
             (path,) = recorder.stop().files.values()
     assert done.errors == 0
-    return done.finished[0], path, bl.pilatus.simulation
+    return done.finished[0], path, bl
+
+
+@pytest.fixture(scope="module")
+def live(_session_run_engine, tmp_path_factory):
+    """One zigzag scan recorded and analysed live; (analysis, run file, simulation)."""
+    analysis, path, bl = record_and_analyse(
+        _session_run_engine, tmp_path_factory.mktemp("xrdct"),
+        lambda bl: xrdct_zigzag(bl.pilatus, bl.translation, bl.rotation, **bl.zigzag_kwargs()),
+    )  # fmt: skip
+    return analysis, path, bl.pilatus.simulation
 
 
 def replay_through(path: Path, config: XrdctAnalysisConfig, n_workers: int | None) -> XrdctAnalysis:
@@ -246,38 +254,20 @@ def series(_session_run_engine, tmp_path_factory):
     from devices import parse_protocol
     from plans import operando_xrdct
 
-    RE = _session_run_engine  # noqa: N806  (bluesky's name)
-    out_dir = tmp_path_factory.mktemp("xrdct-series")
-    with (
-        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
-        FramePublisher(LOOPBACK, block_when_full=True) as frames,
-    ):
-        bl = sim_xrdct_beamline(preset="tiny", sink=FrameSink(frames, run_directory=out_dir))
-        cell_soc, socs = bl.pilatus.soc_source, []
+    socs = []
+
+    def charge_and_scan_twice(bl):
+        cell_soc = bl.pilatus.soc_source
         bl.pilatus.soc_source = lambda: socs.append(cell_soc()) or socs[-1]
-        simulation = bl.pilatus.simulation
         protocol = parse_protocol("CC charge to 4.2 V at C/2", capacity_ah=bl.potentiostat.battery.nominal_capacity_ah)
-        make = xrdct_analysis_factory(analysis_config(simulation, out_dir))
-        consumer = ConsumerThread(Consumer(make, document_address=documents.address, frame_address=frames.address,
-                                           linger_s=2.0))  # fmt: skip
-        recorder = RecorderThread(recorder_config(out_dir, documents, frames))
-        try:
-            documents.wait_for_subscribers(2, 10)
-            frames.wait_for_subscribers(2, 10)
-            RE.subscribe(bl.sink)
-            RE.subscribe(documents)
-            RE(operando_xrdct(bl.potentiostat, bl.pilatus, bl.translation, bl.rotation, protocol=protocol,
-                              max_repeats=2, delay=bl.delay, interval_s=2400.0, **bl.zigzag_kwargs()))  # fmt: skip
-            wait_until(lambda: len(consumer.consumer.finished) == 1, timeout_s=120)
-            wait_until_closed(recorder.recorder)
-        finally:
-            RE.dispatcher.unsubscribe_all()
-            done = consumer.stop()
-            (path,) = recorder.stop().files.values()
-    assert done.errors == 0
+        return operando_xrdct(bl.potentiostat, bl.pilatus, bl.translation, bl.rotation, protocol=protocol,
+                              max_repeats=2, delay=bl.delay, interval_s=2400.0, **bl.zigzag_kwargs())  # fmt: skip
+
+    analysis, path, bl = record_and_analyse(_session_run_engine, tmp_path_factory.mktemp("xrdct-series"),
+                                            charge_and_scan_twice, timeout_s=120)  # fmt: skip
     # one SOC per line (the detector follows the cell before each), the stage's first aside
     per_scan = np.array(socs[1:]).reshape(2, -1)
-    return done.finished[0], path, simulation, per_scan
+    return analysis, path, bl.pilatus.simulation, per_scan
 
 
 def test_an_operando_series_is_reduced_scan_by_scan(series):
