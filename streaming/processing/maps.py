@@ -422,8 +422,6 @@ class PhaseDecomposition:
     component_weights : ndarray of float32, shape (n_y, n_x, n_components)
     components : list of str
         ``"<phase>[<k>]"`` for each column of ``component_weights``.
-    fitted : ndarray of float32, shape (n_y, n_x, n_radial)
-        Each voxel's fitted pattern.
     relative_residual : ndarray of float32, shape (n_y, n_x)
         ``|pattern - fitted| / |pattern|`` over the fitted range.
     """
@@ -431,10 +429,15 @@ class PhaseDecomposition:
     weights: dict[str, np.ndarray]
     component_weights: np.ndarray
     components: list[str]
-    fitted: np.ndarray
     relative_residual: np.ndarray
     _basis: np.ndarray = field(repr=False)
     _owner: np.ndarray = field(repr=False)
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """Each voxel's fitted pattern, (n_y, n_x, n_radial) float32 (made when asked: at the
+        paper's size it is as large as the reconstruction)."""
+        return np.einsum("yxk,kr->yxr", self.component_weights, self._basis).astype(np.float32)
 
     def fitted_without(self, phase: str) -> np.ndarray:
         """The fitted patterns of every phase but ``phase``, (n_y, n_x, n_radial)."""
@@ -487,19 +490,26 @@ def decompose_phases(
     # a whisker of ridge keeps near-collinear components (two ends of a lattice) factorisable
     gram += 1e-10 * np.eye(gram.shape[0])
     cholesky = np.linalg.cholesky(gram)
-    projections = flat[:, used].astype(np.float64) @ design.T  # (n_vox, k)
-    weights = np.linalg.solve(gram, projections.T).T
-    negative = np.flatnonzero(np.any(weights < 0, axis=1))
-    if negative.size:
-        targets = scipy.linalg.solve_triangular(cholesky, projections[negative].T, lower=True)
-        upper = cholesky.T
-        for row, target in zip(negative, targets.T, strict=True):
-            weights[row] = scipy.optimize.nnls(upper, target)[0]
-    weights /= scale  # back to the units of the references
-    fitted = weights @ basis
-    pattern = flat.astype(np.float64)
-    norm = np.linalg.norm(pattern[:, used], axis=1)
-    residual = np.linalg.norm((pattern - fitted)[:, used], axis=1) / np.where(norm > 0, norm, 1.0)
+    weights = np.empty((flat.shape[0], basis.shape[0]), dtype=np.float64)
+    residual = np.empty(flat.shape[0], dtype=np.float64)
+    # voxels in blocks: float64 copies of every pattern at once took ~15 GB at the paper's
+    # size (301 401 voxels x 2000 bins), more than the machine's 24 GB with the volume
+    for block in _voxel_blocks(flat.shape[0], used.sum()):
+        patterns = flat[block][:, used].astype(np.float64)
+        projections = patterns @ design.T  # (n_block, k)
+        block_weights = np.linalg.solve(gram, projections.T).T
+        negative = np.flatnonzero(np.any(block_weights < 0, axis=1))
+        if negative.size:
+            targets = scipy.linalg.solve_triangular(cholesky, projections[negative].T, lower=True)
+            upper = cholesky.T
+            for row, target in zip(negative, targets.T, strict=True):
+                block_weights[row] = scipy.optimize.nnls(upper, target)[0]
+        block_weights /= scale  # back to the units of the references
+        norm = np.linalg.norm(patterns, axis=1)
+        residual[block] = np.linalg.norm(patterns - block_weights @ basis[:, used], axis=1) / np.where(
+            norm > 0, norm, 1.0
+        )
+        weights[block] = block_weights
     shape = reconstruction.shape[:2]
     per_phase = {phase.name: weights[:, owner == phase.name].sum(axis=1).reshape(shape).astype(np.float32)
                  for phase in phases}  # fmt: skip
@@ -507,11 +517,16 @@ def decompose_phases(
         weights=per_phase,
         component_weights=weights.reshape(*shape, -1).astype(np.float32),
         components=components,
-        fitted=fitted.reshape(reconstruction.shape).astype(np.float32),
         relative_residual=residual.reshape(shape).astype(np.float32),
         _basis=basis,
         _owner=owner,
     )
+
+
+def _voxel_blocks(n_voxels: int, n_values: int, block_bytes: int = 64 << 20) -> list[slice]:
+    """Slices of voxels whose float64 patterns take about ``block_bytes``."""
+    step = max(1, block_bytes // (8 * max(1, int(n_values))))
+    return [slice(start, min(n_voxels, start + step)) for start in range(0, n_voxels, step)]
 
 
 # -- everything ------------------------------------------------------------------------------
