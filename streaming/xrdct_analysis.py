@@ -355,7 +355,7 @@ class XrdctAnalysis:
         self.wavelength_angstrom = float(integrator.wavelength) * 1e10
         self.readings = PotentiostatReadings()
         self.in_flight: dict[int, XrdctScan] = {}
-        self.scan: XrdctScan | None = None  # the last scan finished
+        self.scan: XrdctScan | None = None  # the last scan finished (in a series, until the next starts)
         self.summaries: list[dict[str, Any]] = []  # per finished scan: index, centre, mean lattices, time
         self.n_frames = self.n_patterns = self.n_rejected = 0
         run_file = run_file_name(start["uid"], start)
@@ -392,6 +392,8 @@ class XrdctAnalysis:
             self.n_patterns += 1
         scan = self.in_flight.get(scan_index)
         if scan is None:
+            if self.is_series:
+                self.scan = None  # the last scan is on disk: hold one scan's volumes, not two
             scan = self.in_flight[scan_index] = XrdctScan(scan_index, self.config, self.angles_deg,
                                                           self.translations_mm)  # fmt: skip
         scan.add(angle, translation, pattern, header.timestamp)
@@ -456,7 +458,7 @@ class XrdctAnalysis:
     @property
     def center_px(self) -> float | None:
         """Centre of rotation of the last finished scan (translation-index units)."""
-        return None if self.scan is None else self.scan.center_px
+        return self.summaries[-1]["center_px"] if self.summaries else None
 
     def series(self) -> dict[str, np.ndarray]:
         """Per finished scan, in order: ``scan``, ``time`` (s), ``voltage`` (V), ``capacity``
