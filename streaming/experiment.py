@@ -193,6 +193,8 @@ def run_experiment(
             for token in tokens:
                 run_engine.unsubscribe(token)
             recorder.stop()
+            if recorder.stopped_with:
+                logger.warning("the recorder failed to write %d message(s); its log says which", recorder.stopped_with)
     return result
 
 
@@ -230,6 +232,8 @@ def _run_mode(  # noqa: PLR0917
     finally:
         if consumer is not None:
             consumer.stop()
+            if consumer.stopped_with:
+                logger.warning("the %s analysis met %d error(s); its log says which", mode, consumer.stopped_with)
             # its unsubscriptions must be counted before the next mode waits for its own
             # consumer, or that wait would count this one's stale subscriptions
             _wait_for(lambda: documents.n_subscriptions <= 1 and frames.n_subscriptions <= 1, 30,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,6 @@ def _record(config: Any, stop: Any, events: Any) -> None:
     told: set[str] = set()
     try:
         recorder = Recorder(config)
-        events.put(("ready", None))
         while not stop.is_set():
             recorder.poll(_POLL_S)
             for uid in recorder.closed_runs - told:
@@ -82,7 +80,6 @@ def _consume(mode: str, config: Any, document_address: str, frame_address: str, 
     try:
         factory = default_analyses(config)[mode]
         consumer = Consumer(factory, document_address=document_address, frame_address=frame_address)
-        events.put(("ready", None))
         while not stop.is_set():
             consumer.poll(_POLL_S)
             for analysis in consumer.finished:
@@ -107,8 +104,7 @@ class _ServiceProcess:
         self._events = _CONTEXT.Queue()
         self._process = _CONTEXT.Process(target=target, args=(*args, self._stop, self._events), name=name,
                                          daemon=True)  # fmt: skip
-        self._lock = threading.Lock()
-        self.stopped_with: int | None = None  # the child's error count, once it has stopped
+        self.stopped_with: int | None = None  # once stopped: the recorder's write errors, the analysis' errors
         self._process.start()
 
     def _handle(self, kind: str, payload: Any) -> None:
@@ -120,14 +116,13 @@ class _ServiceProcess:
     def drain(self, timeout_s: float = 0.0) -> bool:
         """Handle what the process said (waiting up to ``timeout_s`` for a first message)."""
         handled = False
-        with self._lock:
-            while True:
-                try:
-                    kind, payload = self._events.get(timeout=timeout_s) if not handled else self._events.get_nowait()
-                except queue.Empty:
-                    return handled
-                handled = True
-                self._handle(kind, payload)
+        while True:
+            try:
+                kind, payload = self._events.get(timeout=timeout_s) if not handled else self._events.get_nowait()
+            except queue.Empty:
+                return handled
+            handled = True
+            self._handle(kind, payload)
 
     def wait_for(self, predicate: Any, timeout_s: float, what: str) -> None:
         """Wait until ``predicate()`` holds, handling messages; raises if the process dies or time is up."""
@@ -172,13 +167,10 @@ class RecorderProcess(_ServiceProcess):
 
     def __init__(self, config: Any) -> None:
         self.closed: dict[str, Path] = {}  # run uid -> its file, complete on disk
-        self.ready = False
         super().__init__("recorder", _record, config)
 
     def _handle(self, kind: str, payload: Any) -> None:
-        if kind == "ready":
-            self.ready = True
-        elif kind == "closed":
+        if kind == "closed":
             uid, path = payload
             self.closed[uid] = Path(path)
         super()._handle(kind, payload)
@@ -203,13 +195,10 @@ class ConsumerProcess(_ServiceProcess):
 
     def __init__(self, mode: str, config: Any, document_address: str, frame_address: str) -> None:
         self.finished: dict[str, FinishedAnalysis] = {}
-        self.ready = False
         super().__init__(f"{mode} analysis", _consume, mode, config, document_address, frame_address)
 
     def _handle(self, kind: str, payload: Any) -> None:
-        if kind == "ready":
-            self.ready = True
-        elif kind == "finished":
+        if kind == "finished":
             self.finished[payload.run_uid] = payload
         super()._handle(kind, payload)
 

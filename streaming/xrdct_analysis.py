@@ -357,6 +357,7 @@ class XrdctAnalysis:
         self.in_flight: dict[int, XrdctScan] = {}
         self.scan: XrdctScan | None = None  # the last scan finished (in a series, until the next starts)
         self.summaries: list[dict[str, Any]] = []  # per finished scan: index, centre, mean lattices, time
+        self._written: set[int] = set()  # scan indices already in the file
         self.n_frames = self.n_patterns = self.n_rejected = 0
         run_file = run_file_name(start["uid"], start)
         self.path = config.out_dir / analysis_file_name(run_file, "xrdct")
@@ -400,10 +401,6 @@ class XrdctAnalysis:
         if self.is_series and scan.sinogram.complete:
             self._finish_scan(self.in_flight.pop(scan_index))
 
-    @property
-    def _written(self) -> set[int]:
-        return {summary["scan"] for summary in self.summaries}
-
     # -- the end -------------------------------------------------------------------------------
 
     def _finish_scan(self, scan: XrdctScan) -> None:
@@ -418,6 +415,7 @@ class XrdctAnalysis:
                 self._write_common(group)
             position = len(self.summaries) if self.is_series else None
             _write_scan(group, scan, position)
+        self._written.add(scan.index)
         self.summaries.append({"scan": scan.index, "center_px": scan.center_px, "time_s": scan.mean_time_s,
                                "lattices": scan.mean_lattices()})  # fmt: skip
         if self.config.figure:

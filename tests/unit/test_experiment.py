@@ -15,6 +15,9 @@ import pytest
 
 from simulators.xrdct import PRESETS, WAVELENGTH_ANGSTROM
 
+# the demo runs ~100 s on an idle 2-core machine; the suite's 120 s per test is too close
+pytestmark = pytest.mark.timeout(600)
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> tuple[dict[str, Path], str]:
