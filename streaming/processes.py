@@ -31,6 +31,14 @@ _CONTEXT = multiprocessing.get_context("spawn")
 _POLL_S = 0.1
 
 
+def _parent_alive() -> bool:
+    """Whether the process that started this one still runs: a parent killed (SIGKILL, a
+    test's timeout) cannot tell its children to stop, and they would wait on their sockets
+    for ever (orphans of a killed demo were found doing so)."""
+    parent = multiprocessing.parent_process()
+    return parent is None or parent.is_alive()
+
+
 @dataclass(frozen=True)
 class FinishedAnalysis:
     """What a consumer process says of an analysis it finished."""
@@ -47,7 +55,7 @@ def _record(config: Any, stop: Any, events: Any) -> None:
     told: set[str] = set()
     try:
         recorder = Recorder(config)
-        while not stop.is_set():
+        while not stop.is_set() and _parent_alive():
             recorder.poll(_POLL_S)
             for uid in recorder.closed_runs - told:
                 events.put(("closed", (uid, str(recorder.files[uid]))))
@@ -80,7 +88,7 @@ def _consume(mode: str, config: Any, document_address: str, frame_address: str, 
     try:
         factory = default_analyses(config)[mode]
         consumer = Consumer(factory, document_address=document_address, frame_address=frame_address)
-        while not stop.is_set():
+        while not stop.is_set() and _parent_alive():
             consumer.poll(_POLL_S)
             for analysis in consumer.finished:
                 report = list(getattr(analysis, "report", list)())

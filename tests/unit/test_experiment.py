@@ -129,3 +129,30 @@ def test_a_failing_analysis_process_is_reported_not_waited_for(tmp_path):
     with pytest.raises(OperandoStreamError, match="xcsct analysis process failed: KeyError"):
         process.wait_finished("some-run", timeout_s=120)
     process.stop()
+
+
+def test_service_processes_end_when_their_parent_is_killed(tmp_path):
+    """A parent killed outright cannot stop its recorder: the recorder notices and ends."""
+    import os
+    import signal
+    import time
+
+    parent_code = (
+        "import time\nfrom pathlib import Path\nfrom streaming.processes import RecorderProcess\n"
+        "from streaming.recorder import RecorderConfig\n"
+        f"r = RecorderProcess(RecorderConfig(out_dir=Path({str(tmp_path)!r}), "
+        "document_address='tcp://127.0.0.1:1', frame_address='tcp://127.0.0.1:2'))\n"
+        "print(r._process.pid, flush=True)\ntime.sleep(120)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True) as parent:
+        child = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the recorder process outlived its killed parent by 30 s")
