@@ -94,7 +94,9 @@ class XrdctPreset:
     fwhm_deg : float
         Instrumental peak width in 2θ, degrees (grows with the binned pixel).
     peak_counts : float
-        Expected counts at the brightest pixel of the brightest frame.
+        Expected counts at the brightest Pilatus pixel (172 µm) of the brightest frame. A
+        simulated pixel bins ``detector_binning²`` of them and counts their sum, so every
+        preset sees the same photons per solid angle (a binned preset is not noisier).
     """
 
     name: str
@@ -368,7 +370,8 @@ class XrdctSimulation:
         # air scatter, the same in every frame: falls off with angle (what edge rays show)
         self.air_pattern = (0.02 * np.exp(-self.radial_deg / 1.5) + 0.002).astype(np.float32)
         brightest = float((self._ray_weights.reshape(-1, len(basis)) @ self._basis_patterns).max())
-        self._scale = self.preset.peak_counts / (brightest * float(self._pixel_weight.max()))
+        counts = self.preset.peak_counts * self.preset.detector_binning**2  # a binned pixel sums its pixels
+        self._scale = counts / (brightest * float(self._pixel_weight.max()))
         self.air_pattern *= brightest
 
     def ray_pattern(self, angle_index: int, translation_index: int) -> np.ndarray:

@@ -142,18 +142,15 @@ def test_live_maps_follow_the_ground_truth(live):
     analysis, _, simulation = live
     assert analysis.finished and analysis.scan.sinogram.complete and analysis.n_frames == 48 * 64
     correlations = phase_correlations(analysis.scan.maps.phases.weights, simulation)
-    # LiC30 and graphite share every in-plane line and differ only in weak (00l) lines, which
-    # the frames' Poisson noise blurs (0.96 noise-free, 0.90 here): held to 0.85
-    assert correlations.pop("LiC30") >= 0.85
-    assert min(correlations.values()) >= 0.9, correlations
-    # per voxel, the tiny preset's Poisson noise through a 48-angle FBP limits c to a few
-    # hundredths of an Å (0.01 Å per voxel holds noise-free: test_maps.py); the cathode's
-    # mean c, which the paper's lattice-vs-state plots use, stays within 0.01 Å
+    assert min(correlations.values()) >= 0.9, correlations  # LiC30 the lowest: 0.93
+    # the NMC (003) fit per voxel: within 0.01 Å of the truth over most of the cathode
+    # (median 0.004 Å; the rest: voxels on its edges and where the inactive NMC's line overlaps)
     c_map = analysis.scan.maps.lattices["NMC532_c"]
     errors, _ = cathode_lattice_errors(c_map, simulation)
+    assert np.isfinite(errors).mean() > 0.99
+    assert np.nanmedian(errors) < 0.005 and np.nanmean(errors <= 0.01) >= 0.8
     cathode = np.isfinite(simulation.state.nmc_c_angstrom) & np.isfinite(c_map)
-    assert abs(np.mean(c_map[cathode]) - np.mean(simulation.state.nmc_c_angstrom[cathode])) < 0.01
-    assert np.isfinite(errors).mean() > 0.99 and np.nanmedian(errors) < 0.05
+    assert abs(np.mean(c_map[cathode]) - np.mean(simulation.state.nmc_c_angstrom[cathode])) < 0.005
 
 
 def test_center_of_rotation_is_estimated_within_half_a_pixel(live):
