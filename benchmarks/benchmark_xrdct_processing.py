@@ -6,7 +6,8 @@ against astra-toolbox's batch FBP, at the paper's sizes.
   0.99, the simulator's mask. :class:`AzimuthalReducer` with numba on 1 and 2 threads, and
   pyFAI ``medfilt1d_ng(method=("no", "csr", "cython"))`` with the same settings (OpenMP
   limited to 1 thread for the per-core ratio); frames/s, medians over repeated frames in
-  rounds that alternate the settings. Agreement with pyFAI on raw counts (ties on the cuts)
+  rounds that alternate the settings. The floor beside them: a plain azimuthal mean of the
+  same pixels (ours, and pyFAI's ``integrate1d_ng``). Agreement with pyFAI on raw counts (ties on the cuts)
   and on dithered, tie-free counts.
 - FBP: a 549 x 549 image of 256 radial channels from 400 lines. :class:`IncrementalFBP`
   time per line (filter + back-projection of all channels, 1 and 2 threads), the delay from
@@ -21,6 +22,7 @@ Run: ``python -m benchmarks.benchmark_xrdct_processing``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -65,22 +67,39 @@ def bench_integration(n_frames: int, repeats: int) -> dict:
             method=("no", "csr", "cython"),
         )  # fmt: skip
 
-    pyfai(frames[0])  # builds its CSR engine
-    # rounds alternate the three settings so that a noisy neighbour slows them alike
-    durations: dict[str, list[float]] = {"ours_1_threads": [], "ours_2_threads": [], "pyfai_medfilt1d_ng_1_thread": []}
+    def pyfai_mean(frame):
+        return integrator.integrate1d_ng(
+            frame, N_RADIAL, unit="2th_deg", mask=simulation.mask, polarization_factor=0.99,
+            method=("no", "csr", "cython"),
+        )  # fmt: skip
+
+    mean_reducer = AzimuthalReducer.from_integrator(
+        simulation.integrator, None, simulation.mask, dataclasses.replace(config, method="mean")
+    )
+    pyfai(frames[0])  # builds its CSR engines
+    pyfai_mean(frames[0])
+    mean_reducer.integrate(frames[0])
+    # rounds alternate the settings so that a noisy neighbour slows them alike
+    settings = {
+        "ours_1_threads": (1, reducer.integrate),
+        "ours_2_threads": (2, reducer.integrate),
+        "pyfai_medfilt1d_ng_1_thread": (1, pyfai),
+        # the floor: a plain azimuthal mean over the same pixels, ours and pyFAI's
+        "ours_plain_mean_2_threads": (2, mean_reducer.integrate),
+        "pyfai_integrate1d_ng_plain_mean_1_thread": (1, pyfai_mean),
+        "pyfai_integrate1d_ng_plain_mean_2_threads": (2, pyfai_mean),
+    }
+    durations: dict[str, list[float]] = {name: [] for name in settings}
     for _ in range(ROUNDS):
-        for threads in (1, 2):
+        for name, (threads, integrate) in settings.items():
             numba.set_num_threads(threads)
             pick = _cycle(frames)
-            durations[f"ours_{threads}_threads"].append(
-                median_seconds(lambda pick=pick: reducer.integrate(pick()), repeats)
-            )
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        with threadpool_limits(limits=1):
-            pick = _cycle(frames)
-            durations["pyfai_medfilt1d_ng_1_thread"].append(
-                median_seconds(lambda pick=pick: pyfai(pick()), max(3, repeats // 3))
-            )
+            n_timed = repeats if name.startswith("ours") else max(3, repeats // 3)
+            with threadpool_limits(limits=threads):
+                durations[name].append(
+                    median_seconds(lambda pick=pick, integrate=integrate: integrate(pick()), n_timed)
+                )
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     rates = {name: 1.0 / statistics.median(values) for name, values in durations.items()}
     populated = reducer.pixels_per_bin >= 10
 
@@ -103,6 +122,9 @@ def bench_integration(n_frames: int, repeats: int) -> dict:
         "frames_per_s": rates,
         "per_core_ratio_vs_pyfai": rates["ours_1_threads"] / rates["pyfai_medfilt1d_ng_1_thread"],
         "two_thread_ratio_vs_pyfai_one_thread": rates["ours_2_threads"] / rates["pyfai_medfilt1d_ng_1_thread"],
+        "two_thread_ratio_vs_pyfai_plain_mean_two_threads": (
+            rates["ours_2_threads"] / rates["pyfai_integrate1d_ng_plain_mean_2_threads"]
+        ),
         "raw_counts_bins_within_1e-4_of_pyfai": within_1e4(frames[0]),
         "tie_free_bins_within_1e-4_of_pyfai": within_1e4(dithered),
         "rounds": ROUNDS,
