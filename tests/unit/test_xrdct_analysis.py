@@ -17,6 +17,7 @@ from streaming.consumer import Consumer, ConsumerThread
 from streaming.errors import ConfigError
 from streaming.processing.fbp import reconstruct
 from streaming.processing.integration import IntegrationConfig
+from streaming.protocol import Frame
 from streaming.recorder import RecorderThread
 from streaming.replay import ReplayConfig, replay
 from streaming.runreader import RunFileReader
@@ -162,6 +163,35 @@ def test_center_of_rotation_is_estimated_within_half_a_pixel(live):
     nrmse = np.sqrt(np.mean((analysis.scan.reconstruction - batch) ** 2)) / (batch.max() - batch.min())
     assert nrmse <= 0.01
 
+
+
+def test_lost_patterns_are_interpolated_not_streaked(live, tmp_path):
+    """Frames that never arrive (fed here from the recorded run, three left out) are
+    interpolated from their neighbours, counted in the file and the report, and leave the
+    reconstruction as it was (a 0 would streak it)."""
+    analysis, path, simulation = live
+    lost = {(5, 20), (6, 31), (30, 40)}  # (angle, translation)
+    with RunFileReader(path) as reader:
+        messages = list(reader.messages())
+    start = next(m.document[1] for m in messages if m.document and m.document[0] == "start")
+    stop = next(m.document[1] for m in messages if m.document and m.document[0] == "stop")
+    lossy = XrdctAnalysis(start, analysis_config(simulation, tmp_path))
+    for message in messages:
+        if message.document is not None and message.document[0] not in ("start", "stop"):
+            lossy.document(*message.document)
+        elif message.frame is not None:
+            header, data = message.frame
+            if (header.indices["angle"], header.indices["translation"]) not in lost:
+                lossy.frame(Frame(header, data))
+    lossy.finish(stop)
+    assert lossy.scan.n_interpolated == 3 and not lossy.scan.reconstructed_live
+    with h5py.File(lossy.path) as file:
+        assert file["entry/xrdct"].attrs["patterns_interpolated"] == 3
+        assert file["entry/xrdct/filled"][()].sum() == 48 * 64 - 3
+    assert "3 missing patterns interpolated" in lossy.report()[-1]
+    complete = analysis.scan.reconstruction
+    nrmse = np.sqrt(np.mean((lossy.scan.reconstruction - complete) ** 2)) / (complete.max() - complete.min())
+    assert nrmse < 0.002
 
 def test_the_run_file_shows_the_results_through_its_link(live):
     analysis, path, _ = live
