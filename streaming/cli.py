@@ -1,7 +1,8 @@
 """The ``operando`` command.
 
 Sub-commands: ``record`` (the recorder service), ``replay`` (re-emit a recorded run),
-``consume`` (the live analyses as a service), ``analyze`` (a recorded run through fresh
+``consume`` (the live analyses as a service), ``distribute`` and ``integrate`` (XRD-CT
+integration scaled out over worker processes), ``analyze`` (a recorded run through fresh
 analyses), ``info`` (what a run file holds), ``simulate`` (a simulated cell's calibration
 files and ground truth), ``bench`` (the benchmarks) and ``demo`` (the main job on embedded
 defaults).
@@ -20,15 +21,20 @@ import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .bench import benchmark_modules, ratio_rows, run_benchmark
 from .chunks import COMPRESSIONS
 from .config import load_config
+from .distribute import DEFAULT_PATTERN_ADDRESS, DEFAULT_WORKER_ADDRESS
 from .errors import ConfigError, OperandoStreamError
 from .recorder import Recorder, RecorderConfig
 from .replay import ReplayConfig, replay
 from .runreader import RunFileReader, RunSummary
 from .transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADDRESS, DocumentPublisher, FramePublisher
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
 
 __all__ = ["main"]
 
@@ -95,6 +101,27 @@ def _build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--config", type=Path, help="TOML configuration (see streaming/config.py)")
     consume.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
     consume.add_argument("--out", type=Path, help="folder for the results (default: the config's out_dir)")
+    consume.add_argument("--patterns", metavar="ENDPOINT", help="XRD-CT: take integrated patterns from workers "
+                         "(`operando integrate --to` this endpoint, bound here) instead of raw frames")  # fmt: skip
+
+    distribute = commands.add_parser("distribute", help="hand a detector's frames round-robin to integration "
+                                     "workers, until Ctrl-C/SIGTERM")  # fmt: skip
+    distribute.add_argument("--frames", default=DEFAULT_FRAME_ADDRESS, help="frame channel endpoint (default "
+                            "%(default)s)")  # fmt: skip
+    distribute.add_argument("--workers", default=DEFAULT_WORKER_ADDRESS, help="where workers connect, bound here "
+                            "(default %(default)s)")  # fmt: skip
+    distribute.add_argument("--stream", default="pilatus", help="the detector stream (default %(default)s)")
+
+    integrate = commands.add_parser("integrate", help="an XRD-CT integration worker: integrate the frames a "
+                                    "distributor hands it, push the patterns to the builder, until "
+                                    "Ctrl-C/SIGTERM")  # fmt: skip
+    integrate.add_argument("--docs", default=DEFAULT_DOCUMENT_ADDRESS, help="document channel endpoint (default "
+                           "%(default)s)")  # fmt: skip
+    integrate.add_argument("--frames", default=DEFAULT_WORKER_ADDRESS, help="the distributor (default %(default)s)")
+    integrate.add_argument("--to", default=DEFAULT_PATTERN_ADDRESS, help="the builder's --patterns endpoint "
+                           "(default %(default)s)")  # fmt: skip
+    integrate.add_argument("--config", type=Path, help="TOML configuration (the builder's)")
+    integrate.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
 
     bench = commands.add_parser("bench", help="run the benchmarks of benchmarks/ and tabulate their ratios")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all; see --list)")
@@ -124,9 +151,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         linger_s=args.linger,
     )
     recorder = Recorder(config)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     print(f"recording documents from {args.docs} and frames from {args.frames} into {args.out}", flush=True)
     recorder.run(stop)
     for run_uid, path in recorder.files.items():
@@ -240,12 +265,19 @@ def _cmd_consume(args: argparse.Namespace) -> int:
     if not modes:
         raise ConfigError(f"consume: no {args.mode} analysis is configured (XCS-CT needs the HEXITEC calibration "
                           f"in {config.out_dir}/calibration)")  # fmt: skip
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    threads = [ConsumerThread(Consumer(analyses[mode], document_address=args.docs, frame_address=args.frames))
-               for mode in modes]  # fmt: skip
-    print(f"{', '.join(modes)} analyses of the runs on {args.docs} and {args.frames}, results in {config.out_dir}",
+    stop = _stop_on_signals()
+    threads = []
+    for mode in modes:
+        if mode == "xrdct" and args.patterns:  # patterns from integration workers, fanned in here
+            frames = {"frame_address": args.patterns, "frame_pattern": "pull", "frame_bind": True}
+        else:
+            frames = {"frame_address": args.frames}
+        threads.append(ConsumerThread(Consumer(analyses[mode], document_address=args.docs, **frames)))
+    sources = args.frames
+    if args.patterns and "xrdct" in modes:
+        bound = threads[modes.index("xrdct")].consumer.frames.address
+        sources = f"{args.frames} (XRD-CT patterns on {bound})"
+    print(f"{', '.join(modes)} analyses of the runs on {args.docs} and {sources}, results in {config.out_dir}",
           flush=True)  # fmt: skip
 
     def report_finished() -> None:
@@ -266,6 +298,52 @@ def _cmd_consume(args: argparse.Namespace) -> int:
         report_finished()
     return 0
 
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def _cmd_distribute(args: argparse.Namespace) -> int:
+    from .distribute import FrameDistributor
+
+    stop = _stop_on_signals()
+    with FrameDistributor(args.frames, args.workers, streams=(args.stream,)) as distributor:
+        print(f"handing {args.stream} frames from {args.frames} to the workers on {distributor.address}", flush=True)
+        distributor.run(stop)
+        print(f"forwarded {distributor.n_forwarded} frames", flush=True)
+    return 0
+
+
+def _cmd_integrate(args: argparse.Namespace) -> int:
+    from .consumer import Consumer
+    from .experiment import xrdct_analysis_config
+    from .xrdct_analysis import IntegrationWorker
+
+    config = xrdct_analysis_config(load_config(args.config, args.set))
+    stop = _stop_on_signals()
+    with FramePublisher(args.to, pattern="push", bind=False) as patterns:
+        consumer = Consumer(IntegrationWorker(config, patterns), document_address=args.docs,
+                            frame_address=args.frames, frame_pattern="pull")  # fmt: skip
+        print(f"integrating the frames of {args.frames} into patterns for {args.to}", flush=True)
+        reported = 0
+        try:
+            while not stop.is_set():
+                consumer.poll()
+                reported = _report_integrated(consumer, reported)
+        finally:
+            consumer.close()  # finishes the runs in progress
+            _report_integrated(consumer, reported)
+    return 0
+
+
+def _report_integrated(consumer: Consumer, reported: int) -> int:
+    for run in consumer.finished[reported:]:
+        print(f"run {run.start['uid']}: integrated {run.n_frames} frames", flush=True)
+    return len(consumer.finished)
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     root = Path.cwd()
@@ -343,6 +421,8 @@ _COMMANDS = {
     "bench": _cmd_bench,
     "analyze": _cmd_analyze,
     "consume": _cmd_consume,
+    "distribute": _cmd_distribute,
+    "integrate": _cmd_integrate,
 }
 
 

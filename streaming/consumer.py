@@ -53,6 +53,7 @@ class _Run:
         self.start = start
         self.stop: dict[str, Any] | None = None
         self.stopped_at: float | None = None
+        self.last_frame_at = 0.0
         self.descriptors: set[str] = set()
         self.resources: dict[str, str] = {}  # stream resource uid -> frame stream
         self.expected: Counter[str] = Counter()  # frames announced per stream
@@ -79,7 +80,8 @@ class Consumer:
         Bind the frame socket instead of connecting: a ``"pull"`` consumer that many
         workers' PUSH publishers connect to (fan-in of their results).
     linger_s : float
-        How long after the stop document to wait for announced frames still on their way.
+        How long after the stop document, and after the run's last frame, to wait for
+        announced frames still on their way (frames still arriving keep the run open).
     max_pending : int
         Frames of not-yet-started runs held in memory.
     """
@@ -99,6 +101,8 @@ class Consumer:
         self.make_analysis = make_analysis
         self.documents = DocumentSubscriber(document_address)
         self.frames = FrameSubscriber(frame_address, pattern=frame_pattern, streams=streams, bind=frame_bind)
+        # a PULL that connects is a worker taking a share: the announced counts are not its own
+        self._takes_a_share = frame_pattern == "pull" and not frame_bind
         self.linger_s = linger_s
         self._pending: deque[Frame] = deque(maxlen=max_pending)
         self._runs: dict[str, _Run] = {}
@@ -200,19 +204,22 @@ class Consumer:
         # a derived stream ("pilatus.integrated": one result per frame of "pilatus", made by
         # workers) counts towards the frames its source announced
         run.received[frame.header.stream.split(".", 1)[0]] += 1
+        run.last_frame_at = time.monotonic()
         if frame.header.stream in run.analysis.streams:
             run.analysis.frame(frame)
 
     def _finish_done_runs(self) -> None:
         now = time.monotonic()
         for uid, run in list(self._runs.items()):
-            if run.stop is not None and (run.all_frames_in or now - run.stopped_at > self.linger_s):
+            if run.stop is not None and (
+                run.all_frames_in or now - max(run.stopped_at, run.last_frame_at) > self.linger_s
+            ):
                 self._finish(uid)
 
     def _finish(self, uid: str) -> None:
         run = self._runs.pop(uid)
         self._ignored.add(uid)  # late frames of a finished run are dropped, not re-pended
-        if not run.all_frames_in:
+        if not run.all_frames_in and not self._takes_a_share:
             missing = {s: n - run.received[s] for s, n in run.expected.items() if run.received[s] < n}
             logger.warning("run %s finished with frames missing: %s", uid[:8], missing)
         try:

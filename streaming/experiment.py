@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 from bluesky import RunEngine
@@ -33,7 +33,10 @@ from .replay import ReplayConfig, replay
 from .runreader import RunFileReader
 from .transport import DocumentPublisher, FramePublisher
 
-__all__ = ["MODES", "ExperimentResult", "analyze_run", "default_analyses", "run_experiment"]
+if TYPE_CHECKING:
+    from .xrdct_analysis import XrdctAnalysisConfig
+
+__all__ = ["MODES", "ExperimentResult", "analyze_run", "default_analyses", "run_experiment", "xrdct_analysis_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,28 +103,37 @@ def write_xcs_calibration(beamline: Any, folder: Path) -> None:
     np.save(folder / "darks.npy", beamline.hexitec.simulator().dark_frames(500))
 
 
+def xrdct_analysis_config(config: OperandoConfig) -> XrdctAnalysisConfig:
+    """The XRD-CT analysis' settings from ``config`` (the builder's, and its integration
+    workers', which must integrate alike)."""
+    from simulators.references import aaa_cell_maps_config
+    from simulators.xrdct import PRESETS
+
+    from .processing.integration import IntegrationConfig
+    from .xrdct_analysis import XrdctAnalysisConfig
+
+    integration = IntegrationConfig(n_radial=PRESETS[config.xrdct.preset].n_radial,  # the simulated detector's
+                                    method=config.xrdct.integration_method,
+                                    percentiles=config.xrdct.trim_percentiles)  # fmt: skip
+    # the simulated AAA cell's phases (a beamline's config would name its own references)
+    return XrdctAnalysisConfig(out_dir=Path(config.out_dir), integration=integration, poni_path=config.xrdct.poni,
+                               center_px=config.xrdct.center_of_rotation_px,
+                               maps=aaa_cell_maps_config(preset=config.xrdct.preset))  # fmt: skip
+
+
 def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
     """The live analyses of each mode, configured from ``config``: XRD-CT of single scans and
     operando series (geometry from the run's start document unless ``xrdct.poni`` is set),
     and XCS-CT when the HEXITEC calibration is in ``xcsct.calibration_dir`` (default
     ``out_dir/calibration``, where ``operando demo`` writes it)."""
     from simulators.coin_cell import CoinCell
-    from simulators.references import aaa_cell_maps_config
-    from simulators.xrdct import PRESETS
 
-    from .processing.integration import IntegrationConfig
     from .xcs_analysis import XcsctAnalysisConfig, xcsct_analysis_factory
-    from .xrdct_analysis import XrdctAnalysisConfig, xrdct_analysis_factory
+    from .xrdct_analysis import xrdct_analysis_factory
 
     out_dir = Path(config.out_dir)
     calibration = calibration_folder(config)
-    integration = IntegrationConfig(n_radial=PRESETS[config.xrdct.preset].n_radial,  # the simulated detector's
-                                    method=config.xrdct.integration_method,
-                                    percentiles=config.xrdct.trim_percentiles)  # fmt: skip
-    # the simulated AAA cell's phases (a beamline's config would name its own references)
-    xrdct = XrdctAnalysisConfig(out_dir=out_dir, integration=integration, poni_path=config.xrdct.poni,
-                                center_px=config.xrdct.center_of_rotation_px,
-                                maps=aaa_cell_maps_config(preset=config.xrdct.preset))  # fmt: skip
+    xrdct = xrdct_analysis_config(config)
     analyses: dict[str, AnalysisFactory] = {"xrdct": xrdct_analysis_factory(xrdct)}
     if (calibration / "gradients.txt").is_file():
         cell = CoinCell()

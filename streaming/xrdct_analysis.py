@@ -594,11 +594,12 @@ class IntegrationWorker:
     def __call__(self, start: dict[str, Any]) -> _WorkerRun | None:
         if start.get("plan_name") not in ZIGZAG_PLANS or self.config.detector not in start.get("detectors", ()):
             return None
-        return _WorkerRun(self, self.config.reducer(start))
+        return _WorkerRun(self, self.config.reducer(start), start)
 
 
 class _WorkerRun:
-    def __init__(self, worker: IntegrationWorker, reducer: AzimuthalReducer) -> None:
+    def __init__(self, worker: IntegrationWorker, reducer: AzimuthalReducer, start: dict[str, Any]) -> None:
+        self.start = start
         self.worker = worker
         self.reducer = reducer
         self.streams = (worker.config.detector,)

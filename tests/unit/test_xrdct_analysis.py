@@ -13,8 +13,10 @@ import pytest
 
 from devices import FrameSink, sim_xrdct_beamline
 from plans import xrdct_zigzag
+from streaming.config import load_config
 from streaming.consumer import Consumer, ConsumerThread
 from streaming.errors import ConfigError
+from streaming.experiment import xrdct_analysis_config
 from streaming.processing.fbp import reconstruct
 from streaming.processing.integration import IntegrationConfig
 from streaming.protocol import Frame
@@ -124,6 +126,25 @@ def replay_through(path: Path, config: XrdctAnalysisConfig, n_workers: int | Non
     return done.finished[0]
 
 
+def feed_recorded_run(path: Path, config: XrdctAnalysisConfig, leave_out=frozenset()) -> XrdctAnalysis:
+    """A recorded run's documents and frames straight into a new analysis (no sockets), but
+    the frames at the (angle, translation) positions ``leave_out``; finished."""
+    with RunFileReader(path) as reader:
+        messages = list(reader.messages())
+    start = next(m.document[1] for m in messages if m.document and m.document[0] == "start")
+    stop = next(m.document[1] for m in messages if m.document and m.document[0] == "stop")
+    analysis = XrdctAnalysis(start, config)
+    for message in messages:
+        if message.document is not None and message.document[0] not in ("start", "stop"):
+            analysis.document(*message.document)
+        elif message.frame is not None:
+            header, data = message.frame
+            if (header.indices["angle"], header.indices["translation"]) not in leave_out:
+                analysis.frame(Frame(header, data))
+    analysis.finish(stop)
+    return analysis
+
+
 def assert_same_results(ours: XrdctAnalysis, reference: XrdctAnalysis) -> None:
     np.testing.assert_array_equal(ours.scan.sinogram.sinogram(), reference.scan.sinogram.sinogram())
     assert ours.center_px == pytest.approx(reference.center_px, abs=1e-9)
@@ -164,26 +185,13 @@ def test_center_of_rotation_is_estimated_within_half_a_pixel(live):
     assert nrmse <= 0.01
 
 
-
 def test_lost_patterns_are_interpolated_not_streaked(live, tmp_path):
     """Frames that never arrive (fed here from the recorded run, three left out) are
     interpolated from their neighbours, counted in the file and the report, and leave the
     reconstruction as it was (a 0 would streak it)."""
     analysis, path, simulation = live
     lost = {(5, 20), (6, 31), (30, 40)}  # (angle, translation)
-    with RunFileReader(path) as reader:
-        messages = list(reader.messages())
-    start = next(m.document[1] for m in messages if m.document and m.document[0] == "start")
-    stop = next(m.document[1] for m in messages if m.document and m.document[0] == "stop")
-    lossy = XrdctAnalysis(start, analysis_config(simulation, tmp_path))
-    for message in messages:
-        if message.document is not None and message.document[0] not in ("start", "stop"):
-            lossy.document(*message.document)
-        elif message.frame is not None:
-            header, data = message.frame
-            if (header.indices["angle"], header.indices["translation"]) not in lost:
-                lossy.frame(Frame(header, data))
-    lossy.finish(stop)
+    lossy = feed_recorded_run(path, analysis_config(simulation, tmp_path), leave_out=lost)
     assert lossy.scan.n_interpolated == 3 and not lossy.scan.reconstructed_live
     with h5py.File(lossy.path) as file:
         assert file["entry/xrdct"].attrs["patterns_interpolated"] == 3
@@ -192,6 +200,7 @@ def test_lost_patterns_are_interpolated_not_streaked(live, tmp_path):
     complete = analysis.scan.reconstruction
     nrmse = np.sqrt(np.mean((lossy.scan.reconstruction - complete) ** 2)) / (complete.max() - complete.min())
     assert nrmse < 0.002
+
 
 def test_the_run_file_shows_the_results_through_its_link(live):
     analysis, path, _ = live
@@ -366,3 +375,60 @@ def test_operando_consume_analyses_a_replayed_run(live, tmp_path):
         centre = file["entry/xrdct"].attrs["center_of_rotation_px"]  # a single scan: an attribute
         assert file["entry/xrdct/sinogram"].shape == (48, 64, 400)
     assert abs(float(centre) - simulation.center_of_rotation_px) < 0.5
+
+
+def test_integration_scales_out_over_worker_processes(live, tmp_path):
+    """``operando distribute``, two ``operando integrate`` workers and ``operando consume xrdct
+    --patterns``, each a real process, fed by a replay: the workers share the frames, and the
+    builder's sinogram is the live analysis' one."""
+    import signal
+    import subprocess
+    import sys
+
+    analysis, path, _ = live
+    cli = [sys.executable, "-m", "streaming.cli"]
+    tiny = ["--set", "xrdct.preset='tiny'"]
+
+    def start(*args: str) -> tuple[subprocess.Popen, str]:
+        process = subprocess.Popen([*cli, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return process, process.stdout.readline()  # its first line says where it listens
+
+    processes = []
+    try:
+        with (
+            DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
+            FramePublisher(LOOPBACK, block_when_full=True) as frames,
+        ):
+            distributor, line = start("distribute", "--frames", frames.address, "--workers", LOOPBACK)
+            processes.append(distributor)
+            workers_address = line.split()[-1]
+            builder, line = start("consume", "xrdct", "--docs", documents.address, "--frames", frames.address,
+                                  "--patterns", LOOPBACK, "--out", str(tmp_path), *tiny)  # fmt: skip
+            processes.append(builder)
+            patterns_address = line.split("XRD-CT patterns on ")[1].split(")")[0]
+            for _ in range(2):
+                worker, _ = start("integrate", "--docs", documents.address, "--frames", workers_address,
+                                  "--to", patterns_address, *tiny)  # fmt: skip
+                processes.append(worker)
+            documents.wait_for_subscribers(3, 120)  # the builder and the workers
+            frames.wait_for_subscribers(1, 120)  # the distributor
+            with RunFileReader(path) as reader:
+                replay(reader, documents, frames, ReplayConfig(speed=None))
+            sidecar = tmp_path / analysis.path.name
+            wait_until(lambda: sidecar.with_suffix(".png").is_file(), timeout_s=120)  # written last
+    finally:
+        outputs = []
+        for process in processes:
+            process.send_signal(signal.SIGINT)
+        for process in processes:
+            outputs.append(process.communicate(timeout=60))
+    assert all(process.returncode == 0 for process in processes), [errors[-2000:] for _, errors in outputs]
+    shares = [int(out.split("integrated ")[1].split()[0]) for out, _ in outputs[2:]]
+    assert all(share > 0 for share in shares) and sum(shares) == 48 * 64, shares
+    assert f"forwarded {48 * 64} frames" in outputs[0][0]
+    # the same run integrated in one process with the same (command-line) settings
+    settings = xrdct_analysis_config(load_config(None, ["xrdct.preset='tiny'", f"out_dir={str(tmp_path / 'one')!r}"]))
+    reference = feed_recorded_run(path, settings)
+    with h5py.File(sidecar, "r") as file:
+        np.testing.assert_array_equal(file["entry/xrdct/sinogram"][()], reference.scan.sinogram.sinogram())
+        assert file["entry/xrdct"].attrs["patterns_interpolated"] == 0
