@@ -73,6 +73,10 @@ def _build_parser() -> argparse.ArgumentParser:
     replay_cmd.add_argument(
         "--subscribers", type=int, default=1, help="subscriptions to wait for on each channel (a recorder makes one)"
     )
+    replay_cmd.add_argument(
+        "--frame-subscribers", type=int, metavar="N", help="on the frame channel, if not --subscribers (a "
+        "distributor's workers take documents, not frames)"
+    )  # fmt: skip
     replay_cmd.add_argument("--wait", type=float, default=30.0, metavar="S", help="how long to wait for them")
 
     info = commands.add_parser("info", help="runs, streams, frame counts, gaps and sizes of run files")
@@ -166,9 +170,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         DocumentPublisher(args.docs, block_when_full=True) as documents,
         FramePublisher(args.frames, block_when_full=True) as frames,
     ):
-        print(f"waiting for {args.subscribers} receiver(s) on {documents.address} and {frames.address}", flush=True)
+        n_frames = args.subscribers if args.frame_subscribers is None else args.frame_subscribers
+        print(f"waiting for {args.subscribers} receiver(s) on {documents.address} and {n_frames} on {frames.address}",
+              flush=True)  # fmt: skip
         documents.wait_for_subscribers(args.subscribers, args.wait)
-        frames.wait_for_subscribers(args.subscribers, args.wait)
+        frames.wait_for_subscribers(n_frames, args.wait)
         stats = replay(reader, documents, frames, config)
     rate = stats.frames_sent / stats.elapsed_s if stats.elapsed_s else float("inf")
     print(

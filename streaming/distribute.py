@@ -84,7 +84,7 @@ class FrameDistributor:
         while frame is not None:
             self.workers.send(frame.header, frame.data)
             n += 1
-            frame = self.frames.recv(timeout_s=0) if n < 10_000 else None
+            frame = self.frames.recv(timeout_s=0) if n < 10_000 else None  # bounded; none received past it
         self.n_forwarded += n
         return n
 
