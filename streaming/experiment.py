@@ -27,7 +27,7 @@ from plans import ScanProgress, operando_xcsct, operando_xrdct
 from .config import OperandoConfig
 from .consumer import Analysis, Consumer, ConsumerThread
 from .errors import OperandoStreamError
-from .processes import ConsumerProcess, RecorderProcess
+from .processes import ConsumerProcess, DistributorProcess, IntegrationWorkerProcess, RecorderProcess
 from .recorder import RecorderConfig
 from .replay import ReplayConfig, replay
 from .runreader import RunFileReader
@@ -222,12 +222,17 @@ def _run_mode(  # noqa: PLR0917
     table_file: TextIO | None,
     result: ExperimentResult,
 ) -> None:
-    """One mode's run, with its analysis process subscribed before the run starts."""
-    consumer = ConsumerProcess(mode, config, documents.address, frames.address) if analysed else None
+    """One mode's run, with its analysis process subscribed before the run starts (and, for
+    XRD-CT with ``xrdct.workers`` > 1, a frame distributor and that many integration worker
+    processes feeding it patterns)."""
+    n_workers = config.xrdct.workers if mode == "xrdct" and analysed else 1
+    consumer = helpers = None
     try:
-        if consumer is not None:
-            documents.wait_for_subscribers(2, timeout_s=60)
-            frames.wait_for_subscribers(2, timeout_s=60)
+        if analysed:
+            consumer = ConsumerProcess(mode, config, documents.address, frames.address, take_patterns=n_workers > 1)
+            helpers = _start_integration_workers(config, documents, frames, consumer, n_workers)
+            documents.wait_for_subscribers(1 + n_workers + (n_workers > 1), timeout_s=60)
+            frames.wait_for_subscribers(2, timeout_s=60)  # the recorder and the analysis (or distributor)
         out = table_file or io.StringIO()
         table = LiveTable(["potentiostat_voltage", "potentiostat_current", "potentiostat_capacity"],
                           stream_name="primary", out=lambda line: out.write(line + "\n"))  # fmt: skip
@@ -242,14 +247,38 @@ def _run_mode(  # noqa: PLR0917
         if consumer is not None:
             result.reports[mode] = consumer.wait_finished(uid, timeout_s=600).report
     finally:
+        for process in [*(helpers or []), *([consumer] if consumer is not None else [])]:
+            process.stop()
+            if process.stopped_with:
+                logger.warning("the %s met %d error(s); its log says which", process.name, process.stopped_with)
         if consumer is not None:
-            consumer.stop()
-            if consumer.stopped_with:
-                logger.warning("the %s analysis met %d error(s); its log says which", mode, consumer.stopped_with)
             # its unsubscriptions must be counted before the next mode waits for its own
             # consumer, or that wait would count this one's stale subscriptions
             _wait_for(lambda: documents.n_subscriptions <= 1 and frames.n_subscriptions <= 1, 30,
                       f"the {mode} analysis did not unsubscribe")  # fmt: skip
+
+
+def _start_integration_workers(
+    config: OperandoConfig,
+    documents: DocumentPublisher,
+    frames: FramePublisher,
+    builder: ConsumerProcess,
+    n_workers: int,
+) -> list[Any]:
+    """For ``n_workers`` > 1: a frame distributor and the workers, integrating for ``builder``."""
+    if n_workers <= 1:
+        return []
+    distributor = DistributorProcess(frames.address)
+    processes: list[Any] = [distributor]
+    try:
+        worker_address, pattern_address = distributor.wait_ready(), builder.wait_ready()
+        processes += [IntegrationWorkerProcess(config, documents.address, worker_address, pattern_address)
+                      for _ in range(n_workers)]  # fmt: skip
+    except BaseException:
+        for process in processes:
+            process.stop()
+        raise
+    return processes
 
 
 def analyze_run(path: Path, analyses: dict[str, AnalysisFactory]) -> list[Analysis]:

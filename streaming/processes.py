@@ -23,12 +23,13 @@ from typing import Any
 
 from .errors import OperandoStreamError
 
-__all__ = ["ConsumerProcess", "FinishedAnalysis", "RecorderProcess"]
+__all__ = ["ConsumerProcess", "DistributorProcess", "FinishedAnalysis", "IntegrationWorkerProcess", "RecorderProcess"]
 
 logger = logging.getLogger(__name__)
 
 _CONTEXT = multiprocessing.get_context("spawn")
 _POLL_S = 0.1
+_LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"
 
 
 def _parent_alive() -> bool:
@@ -73,7 +74,9 @@ def _record(config: Any, stop: Any, events: Any) -> None:
     events.put(("stopped", recorder.write_errors))
 
 
-def _consume(mode: str, config: Any, document_address: str, frame_address: str, stop: Any, events: Any) -> None:  # noqa: PLR0917
+def _consume(  # noqa: PLR0917
+    mode: str, config: Any, document_address: str, frame_address: str, take_patterns: bool, stop: Any, events: Any
+) -> None:
     import os
 
     import numba
@@ -87,7 +90,12 @@ def _consume(mode: str, config: Any, document_address: str, frame_address: str, 
     consumer = None
     try:
         factory = default_analyses(config)[mode]
-        consumer = Consumer(factory, document_address=document_address, frame_address=frame_address)
+        if take_patterns:  # integration workers' patterns, fanned in on a port of its own
+            consumer = Consumer(factory, document_address=document_address, frame_address=_LOOPBACK_ANY_PORT,
+                                frame_pattern="pull", frame_bind=True)  # fmt: skip
+            events.put(("ready", consumer.frames.address))
+        else:
+            consumer = Consumer(factory, document_address=document_address, frame_address=frame_address)
         while not stop.is_set() and _parent_alive():
             consumer.poll(_POLL_S)
             for analysis in consumer.finished:
@@ -103,6 +111,53 @@ def _consume(mode: str, config: Any, document_address: str, frame_address: str, 
     events.put(("stopped", consumer.errors))
 
 
+def _distribute(frame_address: str, detector: str, stop: Any, events: Any) -> None:
+    from .distribute import FrameDistributor
+
+    distributor = None
+    try:
+        distributor = FrameDistributor(frame_address, _LOOPBACK_ANY_PORT, streams=(detector,))
+        events.put(("ready", distributor.address))
+        while not stop.is_set() and _parent_alive():
+            distributor.poll(_POLL_S)
+    except BaseException as error:
+        events.put(("failed", repr(error)))
+        raise
+    finally:
+        if distributor is not None:
+            distributor.close()
+    events.put(("stopped", 0))
+
+
+def _integrate(config: Any, document_address: str, worker_address: str, pattern_address: str,  # noqa: PLR0917
+               stop: Any, events: Any) -> None:  # fmt: skip
+    import numba
+
+    from .consumer import Consumer
+    from .experiment import xrdct_analysis_config
+    from .transport import FramePublisher
+    from .xrdct_analysis import IntegrationWorker
+
+    numba.set_num_threads(1)  # workers scale by processes
+    consumer = patterns = None
+    try:
+        patterns = FramePublisher(pattern_address, pattern="push", bind=False)
+        consumer = Consumer(IntegrationWorker(xrdct_analysis_config(config), patterns),
+                            document_address=document_address, frame_address=worker_address,
+                            frame_pattern="pull")  # fmt: skip
+        while not stop.is_set() and _parent_alive():
+            consumer.poll(_POLL_S)
+    except BaseException as error:
+        events.put(("failed", repr(error)))
+        raise
+    finally:
+        if consumer is not None:
+            consumer.close()
+        if patterns is not None:
+            patterns.close()
+    events.put(("stopped", consumer.errors))
+
+
 class _ServiceProcess:
     """A spawned process and the queue of what it says."""
 
@@ -113,6 +168,7 @@ class _ServiceProcess:
         self._process = _CONTEXT.Process(target=target, args=(*args, self._stop, self._events), name=name,
                                          daemon=True)  # fmt: skip
         self.stopped_with: int | None = None  # once stopped: the recorder's write errors, the analysis' errors
+        self.address: str | None = None  # what a process that binds a port bound (see wait_ready)
         self._process.start()
 
     def _handle(self, kind: str, payload: Any) -> None:
@@ -120,6 +176,13 @@ class _ServiceProcess:
             raise OperandoStreamError(f"the {self.name} process failed: {payload}")
         if kind == "stopped":
             self.stopped_with = int(payload)
+        if kind == "ready":
+            self.address = str(payload)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> str:
+        """The address the process bound, once it has."""
+        self.wait_for(lambda: self.address is not None, timeout_s, f"the {self.name} process binding its port")
+        return self.address
 
     def drain(self, timeout_s: float = 0.0) -> bool:
         """Handle what the process said (waiting up to ``timeout_s`` for a first message)."""
@@ -199,11 +262,16 @@ class ConsumerProcess(_ServiceProcess):
         A key of :func:`~streaming.experiment.default_analyses`.
     config : OperandoConfig
     document_address, frame_address : str
+    take_patterns : bool
+        Take integrated patterns from :class:`IntegrationWorkerProcess` es instead of frames:
+        the process binds a port of its own for them (:meth:`wait_ready` gives it).
     """
 
-    def __init__(self, mode: str, config: Any, document_address: str, frame_address: str) -> None:
+    def __init__(
+        self, mode: str, config: Any, document_address: str, frame_address: str, *, take_patterns: bool = False
+    ) -> None:
         self.finished: dict[str, FinishedAnalysis] = {}
-        super().__init__(f"{mode} analysis", _consume, mode, config, document_address, frame_address)
+        super().__init__(f"{mode} analysis", _consume, mode, config, document_address, frame_address, take_patterns)
 
     def _handle(self, kind: str, payload: Any) -> None:
         if kind == "finished":
@@ -214,3 +282,20 @@ class ConsumerProcess(_ServiceProcess):
         """What the analysis of ``run_uid`` reported, once it has finished."""
         self.wait_for(lambda: run_uid in self.finished, timeout_s, f"the analysis of run {run_uid}")
         return self.finished[run_uid]
+
+
+class DistributorProcess(_ServiceProcess):
+    """A :class:`~streaming.distribute.FrameDistributor` of ``detector`` frames in its own
+    process; :meth:`wait_ready` gives the address workers connect to."""
+
+    def __init__(self, frame_address: str, detector: str = "pilatus") -> None:
+        super().__init__("frame distributor", _distribute, frame_address, detector)
+
+
+class IntegrationWorkerProcess(_ServiceProcess):
+    """An XRD-CT integration worker (:class:`~streaming.xrdct_analysis.IntegrationWorker`,
+    settings from ``config``) in its own process: frames from a distributor, patterns pushed
+    to a builder (a :class:`ConsumerProcess` with ``take_patterns``)."""
+
+    def __init__(self, config: Any, document_address: str, worker_address: str, pattern_address: str) -> None:
+        super().__init__("integration worker", _integrate, config, document_address, worker_address, pattern_address)
