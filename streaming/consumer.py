@@ -47,7 +47,6 @@ class Analysis(Protocol):
         """The run is over: write the results (``stop`` is None when the consumer closes first)."""
 
 
-
 class _Run:
     def __init__(self, analysis: Analysis, start: dict[str, Any]) -> None:
         self.analysis = analysis

@@ -118,7 +118,6 @@ def test_the_xcsct_results_are_sane(demo):
     assert runs["operando_xcsct"].with_suffix(".xcs.png").stat().st_size > 10_000
 
 
-
 def test_the_xrdct_integration_runs_on_worker_processes_when_asked(tmp_path):
     """``xrdct.workers=2``: a frame distributor and two integration worker processes feed the
     XRD-CT analysis; every pattern arrives, and the results are a complete scan's."""
@@ -135,6 +134,7 @@ def test_the_xrdct_integration_runs_on_worker_processes_when_asked(tmp_path):
         assert xrdct["filled"][()].all()
         assert abs(xrdct["center_of_rotation_px"][0] - (preset.n_translations - 1) / 2) < 3
         assert np.nanmedian(xrdct["lattice_maps/NMC532_c"][()]) == pytest.approx(14.4, abs=0.15)
+
 
 def test_a_failing_analysis_process_is_reported_not_waited_for(tmp_path):
     """A consumer process that cannot start says why, and the parent raises at once."""
