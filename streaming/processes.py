@@ -17,6 +17,8 @@ import logging
 import multiprocessing
 import queue
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,23 +51,31 @@ class FinishedAnalysis:
     report: list[str] = field(default_factory=list)
 
 
+@contextmanager
+def _failures_told(events: Any) -> Iterator[None]:
+    """Tell the parent why the process is failing before the traceback ends it."""
+    try:
+        yield
+    except BaseException as error:
+        events.put(("failed", repr(error)))
+        raise
+
+
 def _record(config: Any, stop: Any, events: Any) -> None:
     from .recorder import Recorder
 
     recorder = None
     told: set[str] = set()
     try:
-        recorder = Recorder(config)
-        while not stop.is_set() and _parent_alive():
-            recorder.poll(_POLL_S)
-            for uid in recorder.closed_runs - told:
-                events.put(("closed", (uid, str(recorder.files[uid]))))
-                told.add(uid)
-        while recorder.poll(0.0):
-            pass
-    except BaseException as error:
-        events.put(("failed", repr(error)))
-        raise
+        with _failures_told(events):
+            recorder = Recorder(config)
+            while not stop.is_set() and _parent_alive():
+                recorder.poll(_POLL_S)
+                for uid in recorder.closed_runs - told:
+                    events.put(("closed", (uid, str(recorder.files[uid]))))
+                    told.add(uid)
+            while recorder.poll(0.0):
+                pass
     finally:
         if recorder is not None:
             recorder.close()
@@ -89,22 +99,20 @@ def _consume(  # noqa: PLR0917
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 2) - 1)))
     consumer = None
     try:
-        factory = default_analyses(config)[mode]
-        if take_patterns:  # integration workers' patterns, fanned in on a port of its own
-            consumer = Consumer(factory, document_address=document_address, frame_address=_LOOPBACK_ANY_PORT,
-                                frame_pattern="pull", frame_bind=True)  # fmt: skip
-            events.put(("ready", consumer.frames.address))
-        else:
-            consumer = Consumer(factory, document_address=document_address, frame_address=frame_address)
-        while not stop.is_set() and _parent_alive():
-            consumer.poll(_POLL_S)
-            for analysis in consumer.finished:
-                report = list(getattr(analysis, "report", list)())
-                events.put(("finished", FinishedAnalysis(analysis.start["uid"], type(analysis).__name__, report)))
-            consumer.finished.clear()  # reported: nothing else needs them here (memory)
-    except BaseException as error:
-        events.put(("failed", repr(error)))
-        raise
+        with _failures_told(events):
+            factory = default_analyses(config)[mode]
+            if take_patterns:  # integration workers' patterns, fanned in on a port of its own
+                consumer = Consumer(factory, document_address=document_address, frame_address=_LOOPBACK_ANY_PORT,
+                                    frame_pattern="pull", frame_bind=True)  # fmt: skip
+                events.put(("ready", consumer.frames.address))
+            else:
+                consumer = Consumer(factory, document_address=document_address, frame_address=frame_address)
+            while not stop.is_set() and _parent_alive():
+                consumer.poll(_POLL_S)
+                for analysis in consumer.finished:
+                    report = list(getattr(analysis, "report", list)())
+                    events.put(("finished", FinishedAnalysis(analysis.start["uid"], type(analysis).__name__, report)))
+                consumer.finished.clear()  # reported: nothing else needs them here (memory)
     finally:
         if consumer is not None:
             consumer.close()
@@ -116,13 +124,11 @@ def _distribute(frame_address: str, detector: str, stop: Any, events: Any) -> No
 
     distributor = None
     try:
-        distributor = FrameDistributor(frame_address, _LOOPBACK_ANY_PORT, streams=(detector,))
-        events.put(("ready", distributor.address))
-        while not stop.is_set() and _parent_alive():
-            distributor.poll(_POLL_S)
-    except BaseException as error:
-        events.put(("failed", repr(error)))
-        raise
+        with _failures_told(events):
+            distributor = FrameDistributor(frame_address, _LOOPBACK_ANY_PORT, streams=(detector,))
+            events.put(("ready", distributor.address))
+            while not stop.is_set() and _parent_alive():
+                distributor.poll(_POLL_S)
     finally:
         if distributor is not None:
             distributor.close()
@@ -141,15 +147,13 @@ def _integrate(config: Any, document_address: str, worker_address: str, pattern_
     numba.set_num_threads(1)  # workers scale by processes
     consumer = patterns = None
     try:
-        patterns = FramePublisher(pattern_address, pattern="push", bind=False)
-        consumer = Consumer(IntegrationWorker(xrdct_analysis_config(config), patterns),
-                            document_address=document_address, frame_address=worker_address,
-                            frame_pattern="pull")  # fmt: skip
-        while not stop.is_set() and _parent_alive():
-            consumer.poll(_POLL_S)
-    except BaseException as error:
-        events.put(("failed", repr(error)))
-        raise
+        with _failures_told(events):
+            patterns = FramePublisher(pattern_address, pattern="push", bind=False)
+            consumer = Consumer(IntegrationWorker(xrdct_analysis_config(config), patterns),
+                                document_address=document_address, frame_address=worker_address,
+                                frame_pattern="pull")  # fmt: skip
+            while not stop.is_set() and _parent_alive():
+                consumer.poll(_POLL_S)
     finally:
         if consumer is not None:
             consumer.close()
