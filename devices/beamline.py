@@ -64,6 +64,8 @@ class XrdctBeamline:
             "exposure": exposure_s,
             "poni": sim.integrator.get_config(),
             "shutter": self.shutter,
+            # what was simulated, so a re-analysis takes the same detector (radial bins, line width)
+            "md": {"simulation": {"xrdct_preset": sim.preset.name, "seed": sim.seed}},
         }
 
 

@@ -248,6 +248,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     beside_the_run = args.file.parent / "calibration"
     if not (out / "calibration").is_dir() and beside_the_run.is_dir():
         overrides.append(f"xcsct.calibration_dir={str(beside_the_run)!r}")  # the run's own, unless set
+    with RunFileReader(args.file) as reader:
+        start = next((doc for name, doc, *_ in reader.documents() if name == "start"), {})
+    simulated = start.get("simulation", {}).get("xrdct_preset")
+    if simulated is not None:  # the simulated detector the run had (a --set still wins)
+        overrides.append(f"xrdct.preset={simulated!r}")
     config = load_config(args.config, [*overrides, *args.set])
     analyses = default_analyses(config)
     if not analyses:

@@ -13,6 +13,7 @@ import pytest
 
 from devices import FrameSink, sim_xrdct_beamline
 from plans import xrdct_zigzag
+from simulators.xrdct import PRESETS
 from streaming.config import load_config
 from streaming.consumer import Consumer, ConsumerThread
 from streaming.errors import ConfigError
@@ -278,6 +279,8 @@ def test_operando_analyze_reruns_the_analysis_with_new_trim_percentiles(live, tm
     np.testing.assert_array_equal(low_attrs, [5, 95])
     np.testing.assert_array_equal(high_attrs, [20, 80])
     assert low_sinogram.shape == high_sinogram.shape and not np.allclose(low_sinogram, high_sinogram)
+    # the run's start document names the simulated detector: its bins, without being told
+    assert low_sinogram.shape[-1] == PRESETS["tiny"].n_radial
 
 
 # -- an operando series ---------------------------------------------------------------------
