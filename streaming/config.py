@@ -78,6 +78,7 @@ class XrdctConfig:
     integration_method: str = "trimmed_mean"
     workers: int = 1
     center_of_rotation_px: float | None = None
+    monitor: str | None = None  # a beam monitor reading recorded with each frame, patterns divided by it
     n_scans: int = 2
     interval_s: float = 3600.0
     seed: int = 0

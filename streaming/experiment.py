@@ -117,7 +117,7 @@ def xrdct_analysis_config(config: OperandoConfig) -> XrdctAnalysisConfig:
                                     percentiles=config.xrdct.trim_percentiles)  # fmt: skip
     # the simulated AAA cell's phases (a beamline's config would name its own references)
     return XrdctAnalysisConfig(out_dir=Path(config.out_dir), integration=integration, poni_path=config.xrdct.poni,
-                               center_px=config.xrdct.center_of_rotation_px,
+                               center_px=config.xrdct.center_of_rotation_px, monitor=config.xrdct.monitor,
                                maps=aaa_cell_maps_config(preset=config.xrdct.preset))  # fmt: skip
 
 

@@ -94,6 +94,10 @@ class XrdctAnalysisConfig:
         FBP filter, one of :data:`~streaming.processing.fbp.FBP_FILTERS`.
     air_edge_px : int
         Translations at each edge of a line taken as air scatter and subtracted (0: none).
+    monitor : str or None
+        Beam monitor (an ion chamber's or diode's reading recorded with each frame, in its
+        header's ``positions``) each pattern is divided by; None for none. A frame without a
+        positive reading is rejected (counted; its pattern is then interpolated).
     recenter_tolerance_px : float
         Largest change of the estimated centre that keeps the live reconstruction.
     maps : MapsConfig
@@ -113,6 +117,7 @@ class XrdctAnalysisConfig:
     live_channels: tuple[int, ...] | None = None
     filter_name: str = "ram-lak"
     air_edge_px: int = 2
+    monitor: str | None = None
     recenter_tolerance_px: float = 0.05
     maps: MapsConfig = field(default_factory=MapsConfig)
     figure: bool = True
@@ -151,6 +156,8 @@ class XrdctAnalysisConfig:
             )
         if not (isinstance(self.air_edge_px, int) and self.air_edge_px >= 0):
             raise ConfigError(f"xrdct_analysis.air_edge_px: must be an int >= 0, got {self.air_edge_px!r}")
+        if self.monitor is not None and not (isinstance(self.monitor, str) and self.monitor):
+            raise ConfigError(f"xrdct_analysis.monitor: must be None or a reading's name, got {self.monitor!r}")
         if not self.recenter_tolerance_px >= 0:
             raise ConfigError(f"xrdct_analysis.recenter_tolerance_px: must be >= 0, got {self.recenter_tolerance_px!r}")
         if not isinstance(self.maps, MapsConfig):
@@ -184,6 +191,7 @@ class XrdctAnalysisConfig:
             "radial_unit": integration.unit,
             "filter_name": self.filter_name,
             "air_edge_px": self.air_edge_px,
+            "monitor": self.monitor or "",
             "live_channels": np.array(self.live_channels if self.live_channels is not None else [], dtype=np.int64),
             "poni_path": "" if self.poni_path is None else str(self.poni_path),
             "mask": "configured" if self.mask is not None else "detector gaps and negative pixels",
@@ -243,10 +251,13 @@ class XrdctScan:
         """Mean time stamp of the scan's frames (s since the epoch)."""
         return self.time_sum_s / self.sinogram.n_filled if self.sinogram.n_filled else math.nan
 
-    def add(self, angle: int, translation: int, pattern: np.ndarray, timestamp_s: float) -> None:
-        """Place one pattern; back-project its line once the line is complete."""
+    def add(
+        self, angle: int, translation: int, pattern: np.ndarray, timestamp_s: float, monitor: float | None = None
+    ) -> None:
+        """Place one pattern (divided by the beam ``monitor`` reading, if given); back-project
+        its line once the line is complete."""
         self.time_sum_s += timestamp_s
-        for line in self.sinogram.add(angle, translation, pattern):
+        for line in self.sinogram.add(angle, translation, pattern, monitor=monitor):
             self._line_done(line)
 
     def _start_fbp(self, center_px: float) -> None:
@@ -393,6 +404,14 @@ class XrdctAnalysis:
             logger.warning("frame %d of %s: scan %d is already written: skipped", header.seq, header.stream,
                            scan_index)  # fmt: skip
             return
+        monitor = None
+        if self.config.monitor is not None:
+            monitor = header.positions.get(self.config.monitor)
+            if not (isinstance(monitor, int | float | np.number) and math.isfinite(monitor) and monitor > 0):
+                self.n_rejected += 1
+                logger.warning("frame %d of %s has no positive %r reading (%r): skipped", header.seq, header.stream,
+                               self.config.monitor, monitor)  # fmt: skip
+                return
         if header.stream == self.config.detector:
             pattern = self.reducer.integrate(frame.data)
             self.n_frames += 1
@@ -405,7 +424,7 @@ class XrdctAnalysis:
                 self.scan = None  # the last scan is on disk: hold one scan's volumes, not two
             scan = self.in_flight[scan_index] = XrdctScan(scan_index, self.config, self.angles_deg,
                                                           self.translations_mm)  # fmt: skip
-        scan.add(angle, translation, pattern, header.timestamp)
+        scan.add(angle, translation, pattern, header.timestamp, monitor=None if monitor is None else float(monitor))
         if self.is_series and scan.sinogram.complete:
             self._finish_scan(self.in_flight.pop(scan_index))
 

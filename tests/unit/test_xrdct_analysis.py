@@ -127,9 +127,10 @@ def replay_through(path: Path, config: XrdctAnalysisConfig, n_workers: int | Non
     return done.finished[0]
 
 
-def feed_recorded_run(path: Path, config: XrdctAnalysisConfig, leave_out=frozenset()) -> XrdctAnalysis:
+def feed_recorded_run(path: Path, config: XrdctAnalysisConfig, leave_out=frozenset(), alter=None) -> XrdctAnalysis:
     """A recorded run's documents and frames straight into a new analysis (no sockets), but
-    the frames at the (angle, translation) positions ``leave_out``; finished."""
+    the frames at the (angle, translation) positions ``leave_out``, and each frame through
+    ``alter(header, data) -> (header, data)`` if given; finished."""
     with RunFileReader(path) as reader:
         messages = list(reader.messages())
     start = next(m.document[1] for m in messages if m.document and m.document[0] == "start")
@@ -141,7 +142,7 @@ def feed_recorded_run(path: Path, config: XrdctAnalysisConfig, leave_out=frozens
         elif message.frame is not None:
             header, data = message.frame
             if (header.indices["angle"], header.indices["translation"]) not in leave_out:
-                analysis.frame(Frame(header, data))
+                analysis.frame(Frame(*(alter(header, data) if alter else (header, data))))
     analysis.finish(stop)
     return analysis
 
@@ -201,6 +202,35 @@ def test_lost_patterns_are_interpolated_not_streaked(live, tmp_path):
     complete = analysis.scan.reconstruction
     nrmse = np.sqrt(np.mean((lossy.scan.reconstruction - complete) ** 2)) / (complete.max() - complete.min())
     assert nrmse < 0.002
+
+
+def test_patterns_are_divided_by_the_beam_monitor(live, tmp_path):
+    """With ``monitor="i0"`` each pattern is divided by the frame's i0 reading: frames taken
+    with twice the beam (twice the counts, i0 = 2) give the sinogram of the run as recorded;
+    a frame without the reading is rejected, counted and interpolated."""
+    import dataclasses
+
+    analysis, path, simulation = live
+
+    def doubled_beam_on_odd_translations(header, data):
+        if (header.indices["angle"], header.indices["translation"]) == (7, 9):
+            return header, data  # no i0 reading
+        doubled = header.indices["translation"] % 2 == 1
+        positions = {**header.positions, "i0": 2.0 if doubled else 1.0}
+        return dataclasses.replace(header, positions=positions), data * 2 if doubled else data
+
+    config = analysis_config(simulation, tmp_path, monitor="i0")
+    normalised = feed_recorded_run(path, config, alter=doubled_beam_on_odd_translations)
+    assert normalised.n_rejected == 1 and normalised.scan.n_interpolated == 1
+    filled = normalised.scan.sinogram.filled
+    assert not filled[7, 9] and filled.sum() == 48 * 64 - 1
+    np.testing.assert_array_equal(
+        normalised.scan.sinogram.sinogram()[filled], analysis.scan.sinogram.sinogram()[filled]
+    )
+    with h5py.File(normalised.path) as file:
+        assert file["entry/xrdct"].attrs["monitor"] == "i0"
+    with pytest.raises(ConfigError, match=r"xrdct_analysis\.monitor"):
+        analysis_config(simulation, tmp_path, monitor="")
 
 
 def test_the_run_file_shows_the_results_through_its_link(live):
