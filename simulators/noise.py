@@ -14,7 +14,7 @@ uniform is drawn serially (numpy's took 1.5 ms of a ``small`` frame at its mean 
   that missed them all, never seen, would get numpy's sampler).
 
 A ``small`` frame at its mean of 81 counts: 8.8 ms with numpy's sampler above λ = 30, 5.9 ms
-with PTRS on numpy's uniforms, FIGURE ms now (2 threads, 2-core EPYC).
+with PTRS on numpy's uniforms, 5.2 ms now (2 threads, 2-core EPYC).
 """
 
 from __future__ import annotations

@@ -310,7 +310,6 @@ def _cmd_consume(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -337,24 +336,24 @@ def _cmd_integrate(args: argparse.Namespace) -> int:
     config = xrdct_analysis_config(load_config(args.config, args.set))
     stop = _stop_on_signals()
     with FramePublisher(args.to, pattern="push", bind=False) as patterns:
-        consumer = Consumer(IntegrationWorker(config, patterns), document_address=args.docs,
+        consumer = Consumer(IntegrationWorker(config, patterns, stop=stop), document_address=args.docs,
                             frame_address=args.frames, frame_pattern="pull")  # fmt: skip
         print(f"integrating the frames of {args.frames} into patterns for {args.to}", flush=True)
-        reported = 0
         try:
             while not stop.is_set():
                 consumer.poll()
-                reported = _report_integrated(consumer, reported)
+                _report_integrated(consumer)
         finally:
             consumer.close()  # finishes the runs in progress
-            _report_integrated(consumer, reported)
+            _report_integrated(consumer)
     return 0
 
 
-def _report_integrated(consumer: Consumer, reported: int) -> int:
-    for run in consumer.finished[reported:]:
+def _report_integrated(consumer: Consumer) -> None:
+    for run in consumer.finished:
         print(f"run {run.start['uid']}: integrated {run.n_frames} frames", flush=True)
-    return len(consumer.finished)
+    consumer.finished.clear()  # a worker keeps nothing of a finished run
+
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     root = Path.cwd()
@@ -366,7 +365,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"bench: unknown benchmark(s) {unknown}; available: {available}")
     failed = []
-    for name in ([] if args.no_run else args.names or available):
+    for name in [] if args.no_run else args.names or available:
         print(f"== benchmark {name}", flush=True)
         if run_benchmark(root, name) != 0:
             failed.append(name)

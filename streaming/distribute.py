@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 
+import zmq
+
 from .transport import FramePublisher, FrameSubscriber
 
 __all__ = ["DEFAULT_PATTERN_ADDRESS", "DEFAULT_WORKER_ADDRESS", "FrameDistributor"]
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 #: where a distributor offers frames to workers, and where a builder takes their patterns
 DEFAULT_WORKER_ADDRESS = "tcp://127.0.0.1:5581"
 DEFAULT_PATTERN_ADDRESS = "tcp://127.0.0.1:5582"
+_SEND_WAIT_MS = 100  # how often a send waiting for a worker looks at the stop flag
 
 
 class FrameDistributor:
@@ -67,6 +70,7 @@ class FrameDistributor:
             self.workers.close(linger_s=0)
             raise
         self.n_forwarded = 0
+        self.n_dropped_at_stop = 0
 
     @property
     def address(self) -> str:
@@ -77,21 +81,30 @@ class FrameDistributor:
         """Block until ``n`` workers are connected (see :meth:`FramePublisher.wait_for_subscribers`)."""
         self.workers.wait_for_subscribers(n, timeout_s)
 
-    def poll(self, timeout_s: float = 0.05) -> int:
-        """Forward what has arrived (waiting up to ``timeout_s`` for the first); returns how many."""
+    def poll(self, timeout_s: float = 0.05, stop: threading.Event | None = None) -> int:
+        """Forward what has arrived (waiting up to ``timeout_s`` for the first); returns how
+        many. While every worker is behind it waits, checking ``stop``: a frame in hand when
+        ``stop`` is set is counted in ``n_dropped_at_stop``."""
         n = 0
         frame = self.frames.recv(timeout_s=timeout_s)
         while frame is not None:
+            while not self.workers.socket.poll(_SEND_WAIT_MS, zmq.POLLOUT):
+                if stop is not None and stop.is_set():
+                    self.n_dropped_at_stop += 1
+                    self.n_forwarded += n
+                    return n
             self.workers.send(frame.header, frame.data)
             n += 1
-            frame = self.frames.recv(timeout_s=0) if n < 10_000 else None  # bounded; none received past it
+            if n >= 10_000 or (stop is not None and stop.is_set()):
+                break  # bounded; no frame is received past the bound
+            frame = self.frames.recv(timeout_s=0)
         self.n_forwarded += n
         return n
 
     def run(self, stop: threading.Event) -> None:
         """Forward until ``stop`` is set."""
         while not stop.is_set():
-            self.poll()
+            self.poll(stop=stop)
 
     def close(self) -> None:
         """Close both sockets; frames still queued for workers get the transport's linger."""

@@ -227,6 +227,7 @@ def _run_mode(  # noqa: PLR0917
     processes feeding it patterns)."""
     n_workers = config.xrdct.workers if mode == "xrdct" and analysed else 1
     consumer = helpers = None
+    completed = False
     try:
         if analysed:
             consumer = ConsumerProcess(mode, config, documents.address, frames.address, take_patterns=n_workers > 1)
@@ -246,11 +247,10 @@ def _run_mode(  # noqa: PLR0917
         result.run_files[mode] = recorder.wait_closed(uid, timeout_s=120)
         if consumer is not None:
             result.reports[mode] = consumer.wait_finished(uid, timeout_s=600).report
+        completed = True
     finally:
-        for process in [*(helpers or []), *([consumer] if consumer is not None else [])]:
-            process.stop()
-            if process.stopped_with:
-                logger.warning("the %s met %d error(s); its log says which", process.name, process.stopped_with)
+        # a failure to stop is raised only if nothing else is on its way out
+        _stop_all([*(helpers or []), *([consumer] if consumer is not None else [])], raise_first=completed)
         if consumer is not None:
             # its unsubscriptions must be counted before the next mode waits for its own
             # consumer, or that wait would count this one's stale subscriptions
@@ -268,17 +268,31 @@ def _start_integration_workers(
     """For ``n_workers`` > 1: a frame distributor and the workers, integrating for ``builder``."""
     if n_workers <= 1:
         return []
-    distributor = DistributorProcess(frames.address)
+    distributor = DistributorProcess(frames.address, n_workers)
     processes: list[Any] = [distributor]
     try:
         worker_address, pattern_address = distributor.wait_ready(), builder.wait_ready()
-        processes += [IntegrationWorkerProcess(config, documents.address, worker_address, pattern_address)
-                      for _ in range(n_workers)]  # fmt: skip
+        for _ in range(n_workers):
+            processes.append(IntegrationWorkerProcess(config, documents.address, worker_address, pattern_address))
+        distributor.wait_connected()
     except BaseException:
-        for process in processes:
-            process.stop()
+        _stop_all(processes, raise_first=False)
         raise
     return processes
+
+
+def _stop_all(processes: list[Any], raise_first: bool = True) -> None:
+    """Stop every process, whichever fails to stop cleanly; then raise the first failure."""
+    failures = []
+    for process in processes:
+        try:
+            process.stop()
+        except OperandoStreamError as error:
+            failures.append(error)
+        if process.stopped_with:
+            logger.warning("the %s met %d error(s); its log says which", process.name, process.stopped_with)
+    if failures and raise_first:
+        raise failures[0]
 
 
 def analyze_run(path: Path, analyses: dict[str, AnalysisFactory]) -> list[Analysis]:

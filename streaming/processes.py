@@ -119,7 +119,7 @@ def _consume(  # noqa: PLR0917
     events.put(("stopped", consumer.errors))
 
 
-def _distribute(frame_address: str, detector: str, stop: Any, events: Any) -> None:
+def _distribute(frame_address: str, detector: str, n_workers: int, stop: Any, events: Any) -> None:
     from .distribute import FrameDistributor
 
     distributor = None
@@ -127,8 +127,11 @@ def _distribute(frame_address: str, detector: str, stop: Any, events: Any) -> No
         with _failures_told(events):
             distributor = FrameDistributor(frame_address, _LOOPBACK_ANY_PORT, streams=(detector,))
             events.put(("ready", distributor.address))
+            # every worker connected before a frame is handed out (or the first takes them all)
+            distributor.wait_for_workers(n_workers, timeout_s=120)
+            events.put(("connected", n_workers))
             while not stop.is_set() and _parent_alive():
-                distributor.poll(_POLL_S)
+                distributor.poll(_POLL_S, stop=stop)
     finally:
         if distributor is not None:
             distributor.close()
@@ -149,11 +152,12 @@ def _integrate(config: Any, document_address: str, worker_address: str, pattern_
     try:
         with _failures_told(events):
             patterns = FramePublisher(pattern_address, pattern="push", bind=False)
-            consumer = Consumer(IntegrationWorker(xrdct_analysis_config(config), patterns),
+            consumer = Consumer(IntegrationWorker(xrdct_analysis_config(config), patterns, stop=stop),
                                 document_address=document_address, frame_address=worker_address,
                                 frame_pattern="pull")  # fmt: skip
             while not stop.is_set() and _parent_alive():
                 consumer.poll(_POLL_S)
+                consumer.finished.clear()  # a worker keeps nothing of a finished run
     finally:
         if consumer is not None:
             consumer.close()
@@ -217,19 +221,29 @@ class _ServiceProcess:
             self.drain(_POLL_S)
 
     def stop(self, timeout_s: float = 60.0) -> None:
-        """Ask the process to finish what it holds and end; wait for it."""
+        """Ask the process to finish what it holds and end; wait for it. A failure it reports
+        meanwhile is raised once it has ended."""
         self._stop.set()
         deadline = time.monotonic() + timeout_s
+        failure: OperandoStreamError | None = None
         while self._process.is_alive() and time.monotonic() < deadline:
-            self.drain(_POLL_S)
+            try:
+                self.drain(_POLL_S)
+            except OperandoStreamError as error:
+                failure = failure or error
         self._process.join(max(0.0, deadline - time.monotonic()))
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(5)
-            raise OperandoStreamError(f"the {self.name} process did not stop within {timeout_s} s")
-        self.drain()
+            failure = OperandoStreamError(f"the {self.name} process did not stop within {timeout_s} s")
+        try:
+            self.drain()
+        except OperandoStreamError as error:
+            failure = failure or error
         self._events.close()
         self._events.join_thread()
+        if failure is not None:
+            raise failure
 
 
 class RecorderProcess(_ServiceProcess):
@@ -290,10 +304,21 @@ class ConsumerProcess(_ServiceProcess):
 
 class DistributorProcess(_ServiceProcess):
     """A :class:`~streaming.distribute.FrameDistributor` of ``detector`` frames in its own
-    process; :meth:`wait_ready` gives the address workers connect to."""
+    process; :meth:`wait_ready` gives the address workers connect to, and
+    :meth:`wait_connected` returns once ``n_workers`` have."""
 
-    def __init__(self, frame_address: str, detector: str = "pilatus") -> None:
-        super().__init__("frame distributor", _distribute, frame_address, detector)
+    def __init__(self, frame_address: str, n_workers: int, detector: str = "pilatus") -> None:
+        self.connected = False
+        super().__init__("frame distributor", _distribute, frame_address, detector, n_workers)
+
+    def _handle(self, kind: str, payload: Any) -> None:
+        if kind == "connected":
+            self.connected = True
+        super()._handle(kind, payload)
+
+    def wait_connected(self, timeout_s: float = 120.0) -> None:
+        """Return once every worker is connected."""
+        self.wait_for(lambda: self.connected, timeout_s, "the integration workers connecting")
 
 
 class IntegrationWorkerProcess(_ServiceProcess):

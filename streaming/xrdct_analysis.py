@@ -46,6 +46,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import zmq
 
 from .chunks import compression_filter
 from .errors import ConfigError
@@ -64,6 +65,7 @@ __all__ = ["IntegrationWorker", "XrdctAnalysis", "XrdctAnalysisConfig", "XrdctSc
 logger = logging.getLogger(__name__)
 
 INTEGRATED_SUFFIX = ".integrated"
+_SEND_WAIT_MS = 100  # how often a worker's send waiting for the builder looks at its stop flag
 SERIES_PLANS = ("operando_xrdct",)  # zigzag scans repeated in one run, frames tagged with "scan"
 ZIGZAG_PLANS = ("xrdct_zigzag", *SERIES_PLANS)
 
@@ -603,12 +605,18 @@ class IntegrationWorker:
     publisher : FramePublisher
         Where patterns go (a PUSH publisher connected to the builder's bound PULL, usually);
         owned by the caller, which closes it.
+    stop : event or None
+        While the builder takes no pattern, a send waits, looking at this flag (a
+        ``threading`` or ``multiprocessing`` event); once set, the pattern in hand is dropped
+        and counted (``n_dropped_at_stop``) rather than waited on for ever.
     """
 
-    def __init__(self, config: XrdctAnalysisConfig, publisher: FramePublisher) -> None:
+    def __init__(self, config: XrdctAnalysisConfig, publisher: FramePublisher, stop: Any = None) -> None:
         self.config = config
         self.publisher = publisher
+        self.stop = stop
         self.n_frames = 0
+        self.n_dropped_at_stop = 0
 
     def __call__(self, start: dict[str, Any]) -> _WorkerRun | None:
         if start.get("plan_name") not in ZIGZAG_PLANS or self.config.detector not in start.get("detectors", ()):
@@ -630,6 +638,11 @@ class _WorkerRun:
     def frame(self, frame: Frame) -> None:
         header = frame.header
         pattern = self.reducer.integrate(frame.data).astype(np.float32)
+        worker = self.worker
+        while not worker.publisher.socket.poll(_SEND_WAIT_MS, zmq.POLLOUT):
+            if worker.stop is not None and worker.stop.is_set():
+                worker.n_dropped_at_stop += 1
+                return
         self.worker.publisher.publish(
             header.stream + INTEGRATED_SUFFIX, pattern, run_uid=header.run_uid, positions=header.positions,
             indices=header.indices, timestamp=header.timestamp,
@@ -638,4 +651,5 @@ class _WorkerRun:
         self.worker.n_frames += 1
 
     def finish(self, stop: dict[str, Any] | None) -> None:
+        self.reducer = None  # its tables (~50 MB for a Pilatus2M): a worker serves run after run
         logger.info("worker integrated %d frames of this run", self.n_frames)
