@@ -25,8 +25,6 @@ from __future__ import annotations
 import logging
 import threading
 
-import zmq
-
 from .transport import FramePublisher, FrameSubscriber
 
 __all__ = ["DEFAULT_PATTERN_ADDRESS", "DEFAULT_WORKER_ADDRESS", "FrameDistributor"]
@@ -36,7 +34,6 @@ logger = logging.getLogger(__name__)
 #: where a distributor offers frames to workers, and where a builder takes their patterns
 DEFAULT_WORKER_ADDRESS = "tcp://127.0.0.1:5581"
 DEFAULT_PATTERN_ADDRESS = "tcp://127.0.0.1:5582"
-_SEND_WAIT_MS = 100  # how often a send waiting for a worker looks at the stop flag
 
 
 class FrameDistributor:
@@ -88,11 +85,10 @@ class FrameDistributor:
         n = 0
         frame = self.frames.recv(timeout_s=timeout_s)
         while frame is not None:
-            while not self.workers.socket.poll(_SEND_WAIT_MS, zmq.POLLOUT):
-                if stop is not None and stop.is_set():
-                    self.n_dropped_at_stop += 1
-                    self.n_forwarded += n
-                    return n
+            if not self.workers.wait_writable(stop):
+                self.n_dropped_at_stop += 1
+                self.n_forwarded += n
+                return n
             self.workers.send(frame.header, frame.data)
             n += 1
             if n >= 10_000 or (stop is not None and stop.is_set()):

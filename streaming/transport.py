@@ -274,6 +274,16 @@ class FramePublisher(SubscriptionCounter, Endpoint):
         self._next_seq[key] = seq + 1
         return header
 
+    def wait_writable(self, stop: Any = None, poll_ms: int = 100) -> bool:
+        """Wait until a frame can be sent without blocking (a peer has room), looking at
+        ``stop`` (an event, or None) every ``poll_ms``; False if ``stop`` was set first.
+        A PUSH sender with no peer, or every peer full, would otherwise block for ever."""
+        self._check_open()
+        while not self.socket.poll(poll_ms, zmq.POLLOUT):
+            if stop is not None and stop.is_set():
+                return False
+        return True
+
     def skip(self, stream: str, *, run_uid: str, n: int = 1) -> None:
         """Advance a stream's sequence number without sending (a frame the device lost)."""
         key = (run_uid, stream)

@@ -46,7 +46,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-import zmq
 
 from .chunks import compression_filter
 from .errors import ConfigError
@@ -65,7 +64,6 @@ __all__ = ["IntegrationWorker", "XrdctAnalysis", "XrdctAnalysisConfig", "XrdctSc
 logger = logging.getLogger(__name__)
 
 INTEGRATED_SUFFIX = ".integrated"
-_SEND_WAIT_MS = 100  # how often a worker's send waiting for the builder looks at its stop flag
 SERIES_PLANS = ("operando_xrdct",)  # zigzag scans repeated in one run, frames tagged with "scan"
 ZIGZAG_PLANS = ("xrdct_zigzag", *SERIES_PLANS)
 
@@ -639,10 +637,9 @@ class _WorkerRun:
         header = frame.header
         pattern = self.reducer.integrate(frame.data).astype(np.float32)
         worker = self.worker
-        while not worker.publisher.socket.poll(_SEND_WAIT_MS, zmq.POLLOUT):
-            if worker.stop is not None and worker.stop.is_set():
-                worker.n_dropped_at_stop += 1
-                return
+        if not worker.publisher.wait_writable(worker.stop):
+            worker.n_dropped_at_stop += 1
+            return
         self.worker.publisher.publish(
             header.stream + INTEGRATED_SUFFIX, pattern, run_uid=header.run_uid, positions=header.positions,
             indices=header.indices, timestamp=header.timestamp,
