@@ -29,11 +29,11 @@ import numpy as np
 
 from benchmarks._machine import machine_description, write_results
 from simulators.synthetic import ring_pattern_frames
-from streaming.chunks import compression_filter
-from streaming.recorder import Recorder, RecorderConfig
-from streaming.replay import ReplayConfig, replay
-from streaming.runreader import RunFileReader
-from streaming.transport import DocumentPublisher, FramePublisher, FrameSubscriber
+from streaming.store.chunks import compression_filter
+from streaming.store.recorder import Recorder, RecorderConfig
+from streaming.store.replay import ReplayConfig, replay
+from streaming.store.runreader import RunFileReader
+from streaming.wire.transport import DocumentPublisher, FramePublisher, FrameSubscriber
 
 LOOPBACK = "tcp://127.0.0.1:0"
 RESULTS = Path(__file__).parent / "results" / "recorder.json"

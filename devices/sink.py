@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from streaming.errors import DeviceError
-from streaming.protocol import FrameHeader
-from streaming.recorder import run_file_name
-from streaming.transport import FramePublisher
+from streaming.store.recorder import run_file_name
+from streaming.wire.protocol import FrameHeader
+from streaming.wire.transport import FramePublisher
 
 __all__ = ["FrameSink"]
 

@@ -8,6 +8,13 @@ the pure algorithms. ``plans``, ``devices`` and ``simulators`` are sibling packa
 
 import logging
 
+from streaming.store.recorder import Recorder, RecorderConfig, RecorderThread
+from streaming.store.replay import ReplayConfig, replay
+from streaming.store.runfile import RunFileWriter
+from streaming.store.runreader import RunFileReader
+from streaming.wire.protocol import PROTOCOL_VERSION, Frame, FrameHeader
+from streaming.wire.transport import DocumentPublisher, DocumentSubscriber, FramePublisher, FrameSubscriber
+
 from .errors import (
     ConfigError,
     DocumentDecodeError,
@@ -17,12 +24,6 @@ from .errors import (
     OperandoStreamError,
     RunFileError,
 )
-from .protocol import PROTOCOL_VERSION, Frame, FrameHeader
-from .recorder import Recorder, RecorderConfig, RecorderThread
-from .replay import ReplayConfig, replay
-from .runfile import RunFileWriter
-from .runreader import RunFileReader
-from .transport import DocumentPublisher, DocumentSubscriber, FramePublisher, FrameSubscriber
 
 __all__ = [
     "PROTOCOL_VERSION",

@@ -12,9 +12,9 @@ import pytest
 import zmq
 
 from simulators.synthetic import SyntheticRun
-from streaming.demo import publish_synthetic_run
-from streaming.recorder import Recorder, RecorderConfig, RecorderThread
-from streaming.transport import DocumentPublisher, FramePublisher
+from streaming.app.demo import publish_synthetic_run
+from streaming.store.recorder import Recorder, RecorderConfig, RecorderThread
+from streaming.wire.transport import DocumentPublisher, FramePublisher
 
 LOOPBACK = "tcp://127.0.0.1:0"
 # started once per process by libraries, on first use: pyzmq's zero-copy garbage collector,

@@ -1,0 +1,420 @@
+"""The live XCS-CT analysis of an ``operando_xcsct`` run: EMF maps against charge, XCT masks.
+
+- :class:`XcsctAnalysisConfig`: calibration files, event chain, Compton geometry, XCT
+  reduction and segmentation, the XCS region, output folder; checked when built.
+- :class:`XcsctAnalysis`: the :class:`~streaming.analysis.consumer.Analysis` of one run (streams
+  ``pco`` and ``hexitec``). HEXITEC frames are batched into a
+  :class:`~streaming.processing.hexitec.SpectrumAccumulator` per acquisition (one
+  ``(scan, position)``); when the next acquisition begins (or the run ends) its EMF map and
+  the EMF of the cathode region (from the latest XCT segmentation on the XCS grid at that
+  height; all pixels with counts before the first XCT) are computed, with Poisson sigmas.
+  ``pco`` frames go to :mod:`streaming.analysis.xcsct.xct`, reduced and segmented as soon as a
+  scan's projections are in. Potentiostat readings are collected from the documents and
+  interpolated at each acquisition's mean frame time when the run ends (documents and
+  frames travel on separate sockets, so only then are all readings surely in: this keeps
+  a replay identical to the live run).
+- :func:`xcsct_analysis_factory`: ``make_analysis`` for a :class:`~streaming.analysis.consumer.Consumer`.
+
+Results go to the sidecar files of the run file (``<stem>.xcs.h5`` and ``<stem>.xct.h5``
+in ``out_dir``, linked from the run file as ``/entry/xcs`` and ``/entry/xct``), and a PNG
+summary ``<stem>.xcs.png`` (:mod:`streaming.analysis.xcsct.figure`).
+
+Spectra kept: per acquisition the spectrum summed over the region and over the detector
+(n_acq, n_bins), plus the full 80 × 80 × n_bins cube of the latest acquisition only. A cube is
+25.6 MB of uint32; all of them would grow memory and file with the run's length, while
+every cube can be rebuilt exactly by replaying the run file with another configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from streaming.analysis.readings import PotentiostatReadings
+from streaming.errors import ConfigError
+from streaming.processing import compton
+from streaming.processing.hexitec import HexitecCalibration, HexitecConfig, SpectrumAccumulator, read_calibration_files
+from streaming.processing.hexitec import pedestal_from_darks as pedestal_of
+from streaming.processing.segmentation import COMPONENTS, SegmentationConfig
+from streaming.processing.xcs_reference import correct_spectra
+from streaming.store.chunks import compression_filter
+from streaming.store.recorder import run_file_name
+from streaming.store.runfile import analysis_file_name
+from streaming.wire.protocol import Frame
+
+from .xct import DARK, XctResult, XctScanReducer, reduce_scan, write_xct
+
+__all__ = ["XcsctAnalysis", "XcsctAnalysisConfig", "xcsct_analysis_factory"]
+
+logger = logging.getLogger(__name__)
+
+_RING_METHODS = ("mirror", "median", "off")
+
+
+@dataclass(frozen=True, kw_only=True)
+class XcsctAnalysisConfig:
+    """Settings of :class:`XcsctAnalysis`; raises :class:`ConfigError` naming the key.
+
+    Attributes
+    ----------
+    out_dir : Path
+        Where the run files are recorded: the sidecars and the PNG go next to them.
+    gradients_path, intercepts_path : Path
+        HEXITEC per-pixel calibration text matrices (keV/ADU, keV).
+    dark_frames_path, pedestal_path : Path, optional
+        The pedestal: from dark HEXITEC frames (``.npy``, (n, 80, 80) uint16) or a per-pixel
+        text matrix (ADU). At least one is needed; dark HEXITEC frames of the run itself
+        (index ``image_type`` 0) take precedence when there are any.
+    hexitec : HexitecConfig
+        Threshold, charge-sharing rule, energy bins.
+    batch_frames : int
+        HEXITEC frames handed to the event chain at once (its per-call cost is amortised).
+    incident_kev, angle_deg : float
+        Beam energy (keV) and scattering angle (degrees) of the Compton kinematics.
+    ring_removal : {"mirror", "median", "off"}
+    filter_name : str
+        FBP filter (:data:`streaming.processing.xct.ASTRA_FILTERS`).
+    center_px : float, optional
+        Rotation-axis column; default the camera's centre.
+    xct_pixel_size_m, xct_row_height_m : float
+        Camera pixel width and row height at the sample, m (μ comes out in 1/m).
+    xct_z_origin_m : float
+        Height of camera row 0's lower face in the vertical stage's frame, m.
+    xct_n_pixels : int
+        Reconstructed slices are this many pixels across (a multiple of 80, the XCS grid).
+    sheet_thickness_m : float
+        XCS sheet-beam thickness, m.
+    segmentation : SegmentationConfig
+    region_component : str
+        The XCT component whose mask is the EMF region (``"cathode"``).
+    region_fraction : float
+        A pixel belongs to the region when this fraction of its sheet column is in it.
+    figure : bool
+        Write the PNG summary.
+    background_path : Path, optional
+        ``.npz`` of a measurement without the sample (the paper's reference profile):
+        ``spectra`` (80, 80, n_bins) and ``n_frames``; scaled to each acquisition's frames and
+        subtracted before the EMF (:func:`~streaming.processing.xcs_reference.correct_spectra`).
+    """
+
+    out_dir: Path
+    gradients_path: Path
+    intercepts_path: Path
+    dark_frames_path: Path | None = None
+    pedestal_path: Path | None = None
+    hexitec: HexitecConfig = field(default_factory=HexitecConfig)
+    batch_frames: int = 1000
+    incident_kev: float = 114.64
+    angle_deg: float = 90.0
+    ring_removal: str = "mirror"
+    filter_name: str = "ram-lak"
+    center_px: float | None = None
+    xct_pixel_size_m: float
+    xct_row_height_m: float
+    xct_z_origin_m: float = 0.0
+    xct_n_pixels: int = 80
+    sheet_thickness_m: float = 0.25e-3
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    region_component: str = "cathode"
+    region_fraction: float = 0.5
+    figure: bool = True
+    background_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("out_dir", "gradients_path", "intercepts_path", "dark_frames_path", "pedestal_path",
+                    "background_path"):  # fmt: skip
+            value = getattr(self, key)
+            if value is not None:
+                object.__setattr__(self, key, Path(value))
+        for key in ("gradients_path", "intercepts_path", "dark_frames_path", "pedestal_path", "background_path"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"xcs_analysis.{key}: no such file {path}")
+        if self.dark_frames_path is None and self.pedestal_path is None:
+            raise ConfigError("xcs_analysis.dark_frames_path: give dark_frames_path or pedestal_path")
+        if not isinstance(self.hexitec, HexitecConfig):
+            raise ConfigError(f"xcs_analysis.hexitec: must be a HexitecConfig, got {self.hexitec!r}")
+        if not isinstance(self.segmentation, SegmentationConfig):
+            raise ConfigError(f"xcs_analysis.segmentation: must be a SegmentationConfig, got {self.segmentation!r}")
+        if not (
+            isinstance(self.batch_frames, int) and not isinstance(self.batch_frames, bool) and self.batch_frames > 0
+        ):
+            raise ConfigError(f"xcs_analysis.batch_frames: must be an int > 0, got {self.batch_frames!r}")
+        if not (isinstance(self.xct_n_pixels, int) and self.xct_n_pixels > 0 and self.xct_n_pixels % 80 == 0):
+            raise ConfigError(
+                f"xcs_analysis.xct_n_pixels: must be a positive multiple of 80, got {self.xct_n_pixels!r}"
+            )
+        for key in ("incident_kev", "xct_pixel_size_m", "xct_row_height_m", "sheet_thickness_m"):
+            value = getattr(self, key)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"xcs_analysis.{key}: must be a finite number > 0, got {value!r}")
+        if not (isinstance(self.angle_deg, int | float) and 0 < self.angle_deg < 180):
+            raise ConfigError(f"xcs_analysis.angle_deg: must be within (0, 180), got {self.angle_deg!r}")
+        if self.ring_removal not in _RING_METHODS:
+            raise ConfigError(f"xcs_analysis.ring_removal: must be one of {_RING_METHODS}, got {self.ring_removal!r}")
+        if self.region_component not in COMPONENTS:
+            raise ConfigError(
+                f"xcs_analysis.region_component: must be one of {COMPONENTS}, got {self.region_component!r}"
+            )
+        if not (isinstance(self.region_fraction, int | float) and 0 < self.region_fraction <= 1):
+            raise ConfigError(f"xcs_analysis.region_fraction: must be within (0, 1], got {self.region_fraction!r}")
+
+    def calibration(self, dark_frames: np.ndarray | None = None) -> HexitecCalibration:
+        """The HEXITEC calibration, its pedestal from ``dark_frames`` when given."""
+        gradient, intercept = read_calibration_files(self.gradients_path, self.intercepts_path)
+        if dark_frames is None and self.dark_frames_path is not None:
+            dark_frames = np.load(self.dark_frames_path)
+        pedestal = pedestal_of(dark_frames) if dark_frames is not None else np.loadtxt(self.pedestal_path, ndmin=2)
+        return HexitecCalibration(gradient, intercept, pedestal)
+
+
+@dataclass
+class _Acquisition:
+    """One XCS acquisition's bookkeeping (its spectra are in the accumulator)."""
+
+    scan: int
+    position: int
+    height_mm: float
+    time_sum_s: float = 0.0
+    n_frames: int = 0
+
+
+def xcsct_analysis_factory(config: XcsctAnalysisConfig):
+    """``make_analysis`` for a consumer: an :class:`XcsctAnalysis` for ``operando_xcsct`` runs."""
+
+    def make(start: dict[str, Any]) -> XcsctAnalysis | None:
+        return XcsctAnalysis(start, config) if start.get("plan_name") == "operando_xcsct" else None
+
+    return make
+
+
+class XcsctAnalysis:
+    """The analysis of one ``operando_xcsct`` run (see the module docstring).
+
+    Parameters
+    ----------
+    start : dict
+        The run's start document.
+    config : XcsctAnalysisConfig
+    """
+
+    streams = ("pco", "hexitec")
+
+    def __init__(self, start: dict[str, Any], config: XcsctAnalysisConfig) -> None:
+        self.start, self.config = start, config
+        self.stem = Path(run_file_name(start["uid"], start)).stem
+        self._edges_kev = config.hexitec.energy_edges_kev
+        self._accumulator: SpectrumAccumulator | None = None  # built at the first beam-on frame
+        self._darks: list[np.ndarray] = []
+        self.pedestal_source = "config"
+        self._batch = np.empty((config.batch_frames, 80, 80), np.uint16)
+        self._n_batch = 0
+        self._acquisition: _Acquisition | None = None
+        self._reducer: XctScanReducer | None = None
+        self.xct: list[XctResult] = []
+        self.results: dict[str, list[Any]] = {key: [] for key in (
+            "scan", "position", "position_mm", "emf_time", "n_frames", "emf_map", "emf_sigma", "emf_cathode",
+            "emf_cathode_sigma", "region_mask", "region_from_xct", "spectrum_region", "spectrum_total")}  # fmt: skip
+        self.counters: list[dict[str, int]] = []
+        self.latest_cube: np.ndarray | None = None
+        self.readings = PotentiostatReadings()
+        self.voltage_v = self.capacity_mah = np.empty(0)
+        self.files: dict[str, Path] = {}
+        self._background: tuple[np.ndarray, int] | None = None
+        if config.background_path is not None:
+            with np.load(config.background_path) as reference:
+                self._background = (np.asarray(reference["spectra"], np.float64), int(reference["n_frames"]))
+
+    # -- documents ---------------------------------------------------------------------------
+
+    def document(self, name: str, doc: dict[str, Any]) -> None:
+        """Keep every potentiostat reading (the monitor stream and those read with acquisitions)."""
+        self.readings.document(name, doc)
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def frame(self, frame: Frame) -> None:
+        if frame.header.stream == "pco":
+            self._pco(frame)
+        else:
+            self._hexitec(frame)
+
+    def _pco(self, frame: Frame) -> None:
+        scan = frame.header.indices.get("scan", 0)
+        if self._reducer is not None and self._reducer.scan != scan:
+            self._reduce_xct()
+        if self._reducer is None:
+            self._reducer = XctScanReducer(scan)
+        self._reducer.add(frame)
+        if self._reducer.n_projections == self.start.get("plan_args", {}).get("n_projections"):
+            self._reduce_xct()
+
+    def _reduce_xct(self) -> None:
+        reducer, self._reducer = self._reducer, None
+        if reducer is None or reducer.n_projections < 2:
+            return
+        c = self.config
+        self.xct.append(reduce_scan(reducer, ring_removal=c.ring_removal, filter_name=c.filter_name,
+                                    center_px=c.center_px, pixel_size_m=c.xct_pixel_size_m,
+                                    row_height_m=c.xct_row_height_m, z_origin_m=c.xct_z_origin_m,
+                                    n_pixels=c.xct_n_pixels, segmentation=c.segmentation))  # fmt: skip
+        logger.info("XCT scan %d reduced from %d projections", reducer.scan, reducer.n_projections)
+
+    def _hexitec(self, frame: Frame) -> None:
+        indices = frame.header.indices
+        if indices.get("image_type") == DARK:
+            self._darks.append(np.array(frame.data))  # a copy: the view's buffer is the socket's
+            return
+        self._reduce_xct()  # a scan whose last projections were lost must not hold up its mask
+        key = (indices.get("scan", 0), indices.get("position", 0))
+        current = self._acquisition
+        if current is None or (current.scan, current.position) != key:
+            self._complete()
+            self._acquisition = current = _Acquisition(*key, frame.header.positions.get("vertical", math.nan))
+        if self._accumulator is None:
+            darks = np.stack(self._darks) if self._darks else None
+            self.pedestal_source = "run dark frames" if darks is not None else "config"
+            self._accumulator = SpectrumAccumulator(self.config.calibration(darks), self.config.hexitec)
+            self._darks.clear()
+        self._batch[self._n_batch] = frame.data
+        self._n_batch += 1
+        current.time_sum_s += frame.header.timestamp
+        current.n_frames += 1
+        if self._n_batch == len(self._batch):
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._n_batch:
+            self._accumulator.add(self._batch[: self._n_batch])
+            self._n_batch = 0
+
+    def _complete(self) -> None:
+        """The current acquisition is over: its EMF map and region EMF."""
+        done, self._acquisition = self._acquisition, None
+        if done is None or done.n_frames == 0:
+            return
+        self._flush()
+        cube = self._accumulator.spectra
+        c = self.config
+        if self._background is not None:  # the holder's signal, scaled to these frames, goes first
+            spectra, frames = self._background
+            cube = correct_spectra(cube, n_frames=done.n_frames, background=spectra, background_frames=frames)
+        emf_map, emf_sigma = compton.emf(cube, self._edges_kev, c.incident_kev, c.angle_deg, return_sigma=True)
+        if self.xct:
+            fraction = self.xct[-1].mask_on_xcs_grid(c.region_component, z_centre_m=done.height_mm * 1e-3,
+                                                     thickness_m=c.sheet_thickness_m)  # fmt: skip
+            region = fraction >= c.region_fraction
+        else:
+            region = cube.sum(axis=-1) > 0
+        spectrum = cube[region].sum(axis=0, dtype=cube.dtype if self._background is not None else np.int64)
+        value, sigma = compton.emf(spectrum, self._edges_kev, c.incident_kev, c.angle_deg, return_sigma=True)
+        for key, item in (("scan", done.scan), ("position", done.position), ("position_mm", done.height_mm),
+                          ("emf_time", done.time_sum_s / done.n_frames), ("n_frames", done.n_frames),
+                          ("emf_map", emf_map), ("emf_sigma", emf_sigma), ("emf_cathode", float(value)),
+                          ("emf_cathode_sigma", float(sigma)), ("region_mask", region),
+                          ("region_from_xct", bool(self.xct)), ("spectrum_region", spectrum),
+                          ("spectrum_total", cube.sum(axis=(0, 1)))):  # fmt: skip
+            self.results[key].append(item)
+        self.counters.append(self._accumulator.counters.as_dict())
+        self.latest_cube = cube
+        self._accumulator.reset()
+        logger.info("XCS scan %d position %d: EMF %.4f ± %.4f from %d frames", done.scan, done.position, value,
+                    sigma, done.n_frames)  # fmt: skip
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def finish(self, stop: dict[str, Any] | None) -> None:
+        """Complete what is open, interpolate the potentiostat, write the sidecars and the PNG."""
+        self._reduce_xct()
+        self._complete()
+        series = self.readings.series()
+        times = np.asarray(self.results["emf_time"], dtype=np.float64)
+        self.voltage_v = self.readings.at(times, "voltage")
+        self.capacity_mah = self.readings.at(times, "capacity")
+        self.config.out_dir.mkdir(parents=True, exist_ok=True)
+        run_file = run_file_name(self.start["uid"], self.start)
+        self.files["xcs"] = self.config.out_dir / analysis_file_name(run_file, "xcs")
+        self.files["xct"] = self.config.out_dir / analysis_file_name(run_file, "xct")
+        with h5py.File(self.files["xcs"], "w") as file:
+            self._write_xcs(_entry(file), series, stop)
+        with h5py.File(self.files["xct"], "w") as file:
+            write_xct(_entry(file), self.xct, self._xct_attrs())
+        if self.config.figure:
+            from .figure import write_summary  # matplotlib only when a figure is asked for
+
+            self.files["png"] = self.config.out_dir / f"{self.stem}.xcs.png"
+            write_summary(self, self.files["png"])
+
+    def report(self) -> list[str]:
+        """The key numbers, a line each, for a terminal: the files, then per XCS scan the
+        cathode EMF (mean over its heights, Poisson sigma) against voltage and capacity."""
+        lines = [f"{kind.upper()} {path}" for kind, path in self.files.items()]
+        lines.append(f"XCT scans reduced: {len(self.xct)}; XCS acquisitions: {len(self.results['scan'])}")
+        scans = np.asarray(self.results["scan"], dtype=np.int64)
+        emf = np.asarray(self.results["emf_cathode"], dtype=np.float64)
+        sigma = np.asarray(self.results["emf_cathode_sigma"], dtype=np.float64)
+        for scan in np.unique(scans):
+            at = scans == scan
+            weights = 1.0 / sigma[at] ** 2  # inverse-variance mean over the scan's heights
+            mean, mean_sigma = np.sum(weights * emf[at]) / weights.sum(), weights.sum() ** -0.5
+            state = (f" at {np.mean(self.voltage_v[at]):.3f} V, {np.mean(self.capacity_mah[at]):.1f} mAh"
+                     if np.isfinite(self.voltage_v[at]).all() else "")  # fmt: skip
+            region = self.config.region_component if self.results["region_from_xct"][int(np.argmax(at))] else "all"
+            lines.append(f"scan {scan}{state}: EMF ({region}) {mean:.4f} ± {mean_sigma:.4f} "
+                         f"over {int(at.sum())} heights")  # fmt: skip
+        return lines
+
+    def _xct_attrs(self) -> dict[str, object]:
+        c = self.config
+        return {"ring_removal": c.ring_removal, "filter": c.filter_name, "center_px": c.center_px,
+                "pixel_size_m": c.xct_pixel_size_m, "row_height_m": c.xct_row_height_m,
+                "z_origin_m": c.xct_z_origin_m, "segmentation": repr(c.segmentation),
+                "run_uid": self.start["uid"]}  # fmt: skip
+
+    def _write_xcs(self, entry: h5py.Group, series: dict[str, np.ndarray], stop: dict[str, Any] | None) -> None:
+        c, h = self.config, self.config.hexitec
+        group = entry.create_group("xcs")
+        group.attrs.update(
+            NX_class="NXprocess", run_uid=self.start["uid"], incident_keV=c.incident_kev, angle_deg=c.angle_deg,
+            threshold_kev=h.threshold_kev if h.threshold_kev is not None else np.nan,
+            threshold_adu=h.threshold_adu if h.threshold_adu is not None else np.nan,
+            charge_sharing=h.charge_sharing, max_event_pixels=h.max_event_pixels, pz_low_window_au=1.0,
+            pz_high_window_au=(1.0, 5.0), emf="E_L / E_H, E_L = int_{|pz|<1} J, E_H = int_{1<|pz|<5} J",
+            gradients_path=str(c.gradients_path), intercepts_path=str(c.intercepts_path),
+            pedestal_source=self.pedestal_source, region_component=c.region_component,
+            region_fraction=c.region_fraction, sheet_thickness_m=c.sheet_thickness_m, batch_frames=c.batch_frames,
+            background_path=str(c.background_path or ""), exit_status=(stop or {}).get("exit_status", "unknown"),
+        )  # fmt: skip
+        group.create_dataset("energy", data=self._edges_kev).attrs["units"] = "keV"
+        units = {"position_mm": "mm", "emf_time": "s"}
+        for key, values in self.results.items():
+            data = np.asarray(values) if values else np.empty((0,))
+            dataset = group.create_dataset(key, data=data, compression="gzip" if data.ndim > 1 else None)
+            if key in units:
+                dataset.attrs["units"] = units[key]
+        group.create_dataset("voltage", data=self.voltage_v).attrs["units"] = "V"
+        group.create_dataset("capacity_mah", data=self.capacity_mah).attrs["units"] = "mAh"
+        counters = group.create_group("event_counters")
+        for name in ("frames", "hit_pixels", "single", "merged", "dropped", "out_of_range"):
+            counters.create_dataset(name, data=np.array([k[name] for k in self.counters], np.int64))
+        if self.latest_cube is not None:
+            # mostly empty bins: bitshuffle + LZ4 packs the 25.6 MB cube to a fraction of it
+            spectra = group.create_dataset("spectra", data=self.latest_cube, chunks=(8, 80, self.latest_cube.shape[-1]),
+                                           **compression_filter("bitshuffle-lz4"))  # fmt: skip
+            spectra.attrs.update(acquisition=len(self.counters) - 1, units="counts")
+        potentiostat = group.create_group("potentiostat")
+        potentiostat.attrs["NX_class"] = "NXcollection"
+        for key, values in series.items():
+            potentiostat.create_dataset(key, data=values)
+
+
+def _entry(file: h5py.File) -> h5py.Group:
+    entry = file.create_group("entry")
+    entry.attrs["NX_class"] = "NXentry"
+    return entry

@@ -1,0 +1,28 @@
+"""The storage layer: one HDF5 file per run, the recorder that writes it, and what reads it.
+
+- :mod:`.chunks`: frame compression and the direct chunk reads and writes.
+- :mod:`.runfile`: the run file's layout and its writer.
+- :mod:`.runreader`: reading a recorded run (documents, frames, summaries).
+- :mod:`.recorder`: the system of record, subscribed to both channels.
+- :mod:`.replay`: a recorded run published again through the same channels.
+
+Imports the wire layer and :mod:`streaming.errors`, nothing above.
+"""
+
+from .recorder import Recorder, RecorderConfig, RecorderThread, run_file_name
+from .replay import ReplayConfig, ReplayStats, replay
+from .runfile import RunFileWriter
+from .runreader import RunFileReader, RunSummary
+
+__all__ = [
+    "Recorder",
+    "RecorderConfig",
+    "RecorderThread",
+    "ReplayConfig",
+    "ReplayStats",
+    "RunFileReader",
+    "RunFileWriter",
+    "RunSummary",
+    "replay",
+    "run_file_name",
+]

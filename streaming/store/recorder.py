@@ -1,0 +1,474 @@
+"""The recorder: the system of record, one HDF5 file per run.
+
+- :class:`RecorderConfig`: validated settings.
+- :class:`Recorder`: subscribes to the document and frame channels and writes every valid
+  message that reaches it into its run's file (:class:`~streaming.store.runfile.RunFileWriter`),
+  in arrival order. Invalid messages and sequence gaps are counted into
+  ``/entry/diagnostics`` and logged; they never stop it.
+- :class:`RecorderThread`: runs a recorder in a background thread (demo, tests).
+
+Routing: a start document opens its run's file; descriptors, resources and stream resources
+are routed by their ``run_start``; events, datums and stream datums by the document they
+point to; frames by ``run_uid`` in their header. Frames that arrive before their start
+document wait (bounded by time and by their total bytes) and are written once it comes, or
+into a file of their own. After a stop document the file stays open ``linger_s`` seconds for
+late frames; a frame or document that arrives later still reopens the file and is appended,
+never dropped. A start document for a run already recorded and closed (a replay of it) starts
+a new file. A message that cannot be written is logged and counted (``write_errors``); it
+does not end the recording.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from streaming.errors import ConfigError
+from streaming.wire.protocol import DEFAULT_MAX_FRAME_BYTES, Frame
+from streaming.wire.transport import (
+    DEFAULT_DOCUMENT_ADDRESS,
+    DEFAULT_FRAME_ADDRESS,
+    DEFAULT_FRAME_HWM,
+    DocumentSubscriber,
+    FrameSubscriber,
+)
+
+from .chunks import COMPRESSIONS
+from .runfile import RunFileWriter
+
+__all__ = ["Recorder", "RecorderConfig", "RecorderThread", "run_file_name"]
+
+logger = logging.getLogger(__name__)
+
+# Documents routed by a key pointing at a document routed earlier.
+_ROUTE_VIA = {
+    "event": "descriptor",
+    "event_page": "descriptor",
+    "datum": "resource",
+    "datum_page": "resource",
+    "stream_datum": "stream_resource",
+}
+# Documents that later documents point at, by their uid.
+_ROUTE_TARGETS = ("descriptor", "resource", "stream_resource")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecorderConfig:
+    """Settings of a :class:`Recorder`.
+
+    Attributes
+    ----------
+    out_dir : Path
+        Folder for the run files (created if missing).
+    document_address, frame_address : str
+        Endpoints of the document and frame publishers to connect to.
+    compression : str
+        Frame compression, one of :data:`~streaming.store.chunks.COMPRESSIONS`.
+    flush_interval_s : float
+        Seconds between flushes; a SIGKILL loses at most what arrived in the last interval.
+    linger_s : float
+        Seconds a run's file stays open after its stop document, for late frames.
+    pending_timeout_s : float
+        Seconds frames wait for their run's start document before getting a file of their own.
+    max_pending_bytes : int
+        Bytes of such waiting frames held in memory before they get a file of their own.
+    max_frame_bytes : int
+        Largest frame accepted.
+    frame_hwm : int
+        Receive high-water mark of the frame socket, frames.
+    """
+
+    out_dir: Path
+    document_address: str = DEFAULT_DOCUMENT_ADDRESS
+    frame_address: str = DEFAULT_FRAME_ADDRESS
+    compression: str = "bitshuffle-lz4"
+    flush_interval_s: float = 0.5
+    linger_s: float = 2.0
+    pending_timeout_s: float = 2.0
+    max_pending_bytes: int = 512 * 2**20
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    frame_hwm: int = DEFAULT_FRAME_HWM
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.compression not in COMPRESSIONS:
+            raise ConfigError(f"recorder.compression: must be one of {COMPRESSIONS}, got {self.compression!r}")
+        for name in ("flush_interval_s", "linger_s", "pending_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"recorder.{name}: must be a number > 0 (seconds), got {value!r}")
+        for name in ("max_pending_bytes", "max_frame_bytes", "frame_hwm"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"recorder.{name}: must be an int > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class _Rejections:
+    """Rejected-message counts: by channel and field, and frames by the stream they name."""
+
+    by_field: Counter[str]
+    by_stream: Counter[str]
+
+    def __sub__(self, earlier: _Rejections) -> _Rejections:
+        return _Rejections(self.by_field - earlier.by_field, self.by_stream - earlier.by_stream)
+
+
+@dataclass
+class _OpenRun:
+    writer: RunFileWriter
+    rejections_at_open: _Rejections
+    last_activity: float
+    stopped: bool = False
+
+
+@dataclass
+class _PendingFrames:
+    since: float
+    frames: list[tuple[Frame, float]] = field(default_factory=list)
+    n_bytes: int = 0
+
+
+def _safe_name(text: str, max_length: int = 36) -> str:
+    # run uids come from the wire: never let one steer the path.
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)[:max_length] or "run"
+
+
+def run_file_name(run_uid: str, start: dict[str, Any] | None) -> str:
+    """File name of a run: ``YYYYmmdd-HHMMSS_scan<id>_<uid8>.h5`` (local time of the start)."""
+    if start is None:
+        return f"run_{_safe_name(run_uid)}.h5"
+    started = start.get("time")
+    if not (isinstance(started, (int, float)) and not isinstance(started, bool) and 0 <= started < 1e11):
+        started = time.time()  # a start document from the wire with no usable time
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
+    scan_id = start.get("scan_id")
+    scan = f"_scan{scan_id:05d}" if isinstance(scan_id, int) and not isinstance(scan_id, bool) else ""
+    return f"{stamp}{scan}_{_safe_name(run_uid, 8)}.h5"
+
+
+class Recorder:
+    """Record documents and frames into one SWMR HDF5 file per run.
+
+    Parameters
+    ----------
+    config : RecorderConfig
+    context : zmq.Context, optional
+    clock : callable
+        Receipt time stamps, seconds since the epoch.
+    monotonic : callable
+        Clock of the timers (flush, linger, pending), seconds.
+
+    The sockets connect and subscribe in the constructor, so once it returns (and the
+    publishers' ``wait_for_subscribers`` does) no message is lost to a slow join. Call
+    :meth:`poll` in a loop, or :meth:`run`, then :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        config: RecorderConfig,
+        *,
+        context: zmq.Context | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+        self._clock = clock  # receipt time stamps (s since the epoch)
+        self._monotonic = monotonic  # timers: linger, pending, flush (immune to clock steps)
+        self.documents = DocumentSubscriber(config.document_address, context=context)
+        self.frames = FrameSubscriber(
+            config.frame_address, context=context, hwm=config.frame_hwm, max_frame_bytes=config.max_frame_bytes
+        )
+        self._poller = zmq.Poller()
+        self._poller.register(self.documents.socket, zmq.POLLIN)
+        self._poller.register(self.frames.socket, zmq.POLLIN)
+        self._runs: dict[str, _OpenRun] = {}
+        self._routes: dict[str, str] = {}
+        self._pending: dict[str, _PendingFrames] = {}
+        self._arrival = 0
+        self._last_flush = monotonic()
+        self._pending_bytes = 0
+        self._last_start: str | None = None
+        self.write_errors = 0
+        #: Every run seen, by uid, and the path of its file.
+        self.files: dict[str, Path] = {}
+        #: uids of the runs whose files are closed (complete on disk).
+        self.closed_runs: set[str] = set()
+        # rejected-message counts when each run opened; kept (with the sequence counters) after
+        # a run closes, so that a reopened file's diagnostics continue rather than restart
+        self._rejections_at_open: dict[str, _Rejections] = {}
+        self.unroutable_documents = 0
+        self.closed = False
+        self.failure: BaseException | None = None
+
+    # -- main loop ------------------------------------------------------------------------
+
+    def poll(self, timeout_s: float = 0.1) -> int:
+        """Wait up to ``timeout_s`` for messages, record those ready; return how many."""
+        ready = dict(self._poller.poll(int(timeout_s * 1000)))
+        n = 0
+        if self.documents.socket in ready:
+            n += self._drain(self.documents.socket, multipart=False, limit=1000)
+        if self.frames.socket in ready:
+            n += self._drain(self.frames.socket, multipart=True, limit=64)
+        self._housekeeping()
+        return n
+
+    def run(self, stop: threading.Event) -> None:
+        """Record until ``stop`` is set, then record what already arrived and :meth:`close`."""
+        try:
+            while not stop.is_set():
+                self.poll(0.1)
+            while self.poll(0.0):
+                pass
+        finally:
+            self.close()
+
+    @property
+    def idle(self) -> bool:
+        """True when every run seen has its file closed and no frames wait for a start."""
+        return not self._runs and not self._pending
+
+    def _drain(self, socket: zmq.Socket, *, multipart: bool, limit: int) -> int:
+        n = 0
+        while n < limit:
+            try:
+                message = (
+                    socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                    if multipart
+                    else socket.recv(zmq.NOBLOCK, copy=False)
+                )
+            except zmq.Again:
+                break
+            n += 1
+            now = self._clock()
+            try:
+                if multipart:
+                    frame = self.frames.accept(message)
+                    if frame is not None:
+                        self._on_frame(frame, now)
+                else:
+                    result = self.documents.accept(message)
+                    if result is not None:
+                        self._on_document(*result, now)
+            except Exception:  # one message that cannot be written must not end the recording
+                self.write_errors += 1
+                if self.write_errors in (1, 10, 100) or self.write_errors % 1000 == 0:
+                    logger.exception("could not record a message (#%d)", self.write_errors)
+        return n
+
+    def _next_arrival(self) -> int:
+        self._arrival += 1
+        return self._arrival - 1
+
+    # -- documents ------------------------------------------------------------------------
+
+    def _run_of(self, name: str, doc: dict[str, Any]) -> str | None:
+        if name == "start":
+            return doc["uid"]
+        if name in _ROUTE_VIA:
+            return self._routes.get(doc[_ROUTE_VIA[name]])
+        run_start = doc.get("run_start")
+        if isinstance(run_start, str):
+            return run_start
+        # resources without run_start (allowed by the schema) belong to the latest start
+        return self._last_start
+
+    def _on_document(self, name: str, doc: dict[str, Any], now: float) -> None:
+        run_uid = self._run_of(name, doc)
+        if run_uid is None:
+            self.unroutable_documents += 1
+            logger.warning("%s document %s belongs to no run this recorder saw start", name, doc.get("uid"))
+            return
+        if name in _ROUTE_TARGETS:
+            self._routes[doc["uid"]] = run_uid
+        if name == "start" and run_uid in self.closed_runs and run_uid not in self._runs:
+            # the run is being sent again (a replay): a new recording, in a new file
+            logger.info("run %s starts again: recording it to a new file", run_uid)
+            del self.files[run_uid]
+            self.closed_runs.discard(run_uid)
+            self._rejections_at_open.pop(run_uid, None)
+            if self.frames.sequences is not None:
+                self.frames.sequences.restart(run_uid)
+        if name == "start":
+            self._last_start = run_uid
+        if name == "start" and run_uid not in self.files:
+            run = self._open_run(run_uid, now, start=doc)
+        else:
+            run = self._open_run(run_uid, now)
+            run.writer.add_document(name, doc, recv_time=now, arrival=self._next_arrival())
+        run.last_activity = self._monotonic()
+        if name == "stop":
+            run.stopped = True
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def _on_frame(self, frame: Frame, now: float) -> None:
+        run_uid = frame.header.run_uid
+        if run_uid not in self._runs and run_uid not in self.files:
+            # arrival indices are given when written, after the start document
+            pending = self._pending.setdefault(run_uid, _PendingFrames(since=self._monotonic()))
+            pending.frames.append((frame, now))
+            pending.n_bytes += frame.data.nbytes
+            self._pending_bytes += frame.data.nbytes
+            if self._pending_bytes > self.config.max_pending_bytes:
+                self._open_run(run_uid, now)  # memory is bounded: these frames get their file now
+            return
+        run = self._open_run(run_uid, now)
+        run.writer.add_frame(frame.header, frame.data, recv_time=now, arrival=self._next_arrival())
+        run.last_activity = self._monotonic()
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def _open_run(self, run_uid: str, now: float, *, start: dict[str, Any] | None = None) -> _OpenRun:
+        """The open run ``run_uid``; opened (or reopened) if need be.
+
+        A start document given here is written first, then any frames that waited for it,
+        so the file's arrival order begins with the start as the run did at its source.
+        """
+        run = self._runs.get(run_uid)
+        if run is not None:
+            return run
+        path = self.files.get(run_uid)
+        if path is None:
+            path = self.config.out_dir / run_file_name(run_uid, start)
+            suffix = 1
+            while path.exists():
+                path = path.with_name(f"{path.name.split('.')[0]}.{suffix}.h5")
+                suffix += 1
+            logger.info("recording run %s to %s", run_uid, path)
+        else:
+            logger.warning("late message for run %s: reopening %s", run_uid, path)
+        writer = RunFileWriter(path, run_uid, compression=self.config.compression)
+        # a reopened run closes again after the linger, as it did the first time
+        at_open = self._rejections_at_open.setdefault(run_uid, self._rejections())
+        run = self._runs[run_uid] = _OpenRun(writer, at_open, self._monotonic(), stopped=run_uid in self.closed_runs)
+        self.files[run_uid] = path
+        self.closed_runs.discard(run_uid)
+        if start is not None:
+            writer.add_document("start", start, recv_time=now, arrival=self._next_arrival())
+        pending = self._pending.pop(run_uid, None)
+        if pending is not None:
+            self._pending_bytes -= pending.n_bytes
+            for frame, recv_time in pending.frames:
+                writer.add_frame(frame.header, frame.data, recv_time=recv_time, arrival=self._next_arrival())
+        return run
+
+    def _rejections(self) -> _Rejections:
+        by_field: Counter[str] = Counter()
+        for channel, rejections in (("document", self.documents.rejections), ("frame", self.frames.rejections)):
+            for name, count in rejections.by_field.items():
+                by_field[f"{channel}_{name}"] = count
+        return _Rejections(by_field, Counter(self.frames.rejections.by_stream))
+
+    def _flush_run(self, run_uid: str, run: _OpenRun) -> None:
+        counts = {}
+        if self.frames.sequences is not None:
+            counts = {stream: c for (uid, stream), c in self.frames.sequences.counts.items() if uid == run_uid}
+        since_open = self._rejections() - run.rejections_at_open
+        run.writer.update_diagnostics(counts, since_open.by_field, since_open.by_stream)
+        run.writer.flush()
+
+    def _close_run(self, run_uid: str) -> None:
+        run = self._runs.pop(run_uid)
+        self._flush_run(run_uid, run)
+        run.writer.close(end_time=self._clock())
+        self.closed_runs.add(run_uid)
+
+    def _housekeeping(self) -> None:
+        now = self._monotonic()
+        for run_uid, pending in list(self._pending.items()):
+            if now - pending.since > self.config.pending_timeout_s:
+                logger.warning("frames of run %s arrived without its start document", run_uid)
+                self._open_run(run_uid, self._clock())
+        if now - self._last_flush >= self.config.flush_interval_s:
+            for run_uid, run in self._runs.items():
+                self._flush_run(run_uid, run)
+            self._last_flush = now
+        for run_uid, run in list(self._runs.items()):
+            if run.stopped and now - run.last_activity > self.config.linger_s:
+                self._close_run(run_uid)
+
+    def flush(self) -> None:
+        """Flush every open run now."""
+        for run_uid, run in self._runs.items():
+            self._flush_run(run_uid, run)
+        self._last_flush = self._monotonic()
+
+    def close(self) -> None:
+        """Write out waiting frames, close every run file cleanly and the sockets.
+
+        Each run is closed on its own: one that fails is logged and the others still close.
+        """
+        if self.closed:
+            return
+        try:
+            now = self._clock()
+            for run_uid in list(self._pending):
+                self._guarded(self._open_run, run_uid, now)
+            for run_uid in list(self._runs):
+                self._guarded(self._close_run, run_uid)
+        finally:
+            self.documents.close()
+            self.frames.close()
+            self.closed = True
+        if self.documents.rejections.total or self.frames.rejections.total:
+            logger.warning(
+                "rejected %d document and %d frame messages",
+                self.documents.rejections.total,
+                self.frames.rejections.total,
+            )
+
+    def _guarded(self, action: Callable[..., object], run_uid: str, *args: object) -> None:
+        try:
+            action(run_uid, *args)
+        except Exception:
+            self.write_errors += 1
+            logger.exception("could not finish the file of run %s", run_uid)
+            self._runs.pop(run_uid, None)
+
+
+class RecorderThread:
+    """Run a :class:`Recorder` in a background thread; a context manager.
+
+    The recorder is built (and subscribed) in the calling thread, then handed to the
+    background thread, which alone uses it until :meth:`stop` joins it.
+    """
+
+    def __init__(self, config: RecorderConfig, *, context: zmq.Context | None = None) -> None:
+        self.recorder = Recorder(config, context=context)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.recorder.run(self._stop)
+        except BaseException as exc:  # handed to the thread that calls stop()
+            self.recorder.failure = exc
+
+    def stop(self, timeout_s: float = 30.0) -> Recorder:
+        """Stop recording, close every file, and return the recorder for inspection."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise RuntimeError(f"recorder thread did not stop within {timeout_s} s")
+        if self.recorder.failure is not None:
+            raise RuntimeError("the recorder thread failed") from self.recorder.failure
+        return self.recorder
+
+    def __enter__(self) -> RecorderThread:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()

@@ -1,0 +1,31 @@
+"""The wire layer: what crosses a socket, and the sockets themselves.
+
+- :mod:`.protocol`: frame headers and documents in msgpack, validated on receipt (never pickle).
+- :mod:`.endpoint`: the socket plumbing under every endpoint (binding, subscriber counting).
+- :mod:`.transport`: the document and frame publishers and subscribers.
+- :mod:`.diagnostics`: counters of rejected messages and sequence gaps.
+
+Imports only :mod:`streaming.errors` of this project.
+"""
+
+from .protocol import PROTOCOL_VERSION, Frame, FrameHeader
+from .transport import (
+    DEFAULT_DOCUMENT_ADDRESS,
+    DEFAULT_FRAME_ADDRESS,
+    DocumentPublisher,
+    DocumentSubscriber,
+    FramePublisher,
+    FrameSubscriber,
+)
+
+__all__ = [
+    "DEFAULT_DOCUMENT_ADDRESS",
+    "DEFAULT_FRAME_ADDRESS",
+    "PROTOCOL_VERSION",
+    "DocumentPublisher",
+    "DocumentSubscriber",
+    "Frame",
+    "FrameHeader",
+    "FramePublisher",
+    "FrameSubscriber",
+]

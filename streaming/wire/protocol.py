@@ -1,0 +1,411 @@
+"""Wire protocol of operando-stream: frame messages and bluesky documents.
+
+Two channels carry everything (DESIGN.md, "Data flow"):
+
+frame channel
+    A ZeroMQ multipart message ``[topic, header, buffer]``. ``topic`` is the stream name in
+    UTF-8 (so PUB/SUB can filter by stream), ``header`` is a msgpack map described by
+    :class:`FrameHeader`, ``buffer`` is the array's raw C-ordered bytes, sent and received
+    without a copy.
+document channel
+    One ZeroMQ frame ``prefix b" " name b" " payload``, exactly what bluesky's
+    ``bluesky.callbacks.zmq.Publisher`` sends, with the payload in msgpack. bluesky's own
+    ``RemoteDispatcher(address, deserializer=unpack_payload)`` reads it.
+
+Nothing here ever unpickles: msgpack carries only plain data. Every receive path goes through
+:func:`decode_frame` or :func:`decode_document`, which raise
+:class:`~streaming.errors.FrameDecodeError` / :class:`~streaming.errors.DocumentDecodeError`
+naming the field at fault; receivers count rejections by that field and go on.
+
+Contents: :data:`PROTOCOL_VERSION`, :data:`FRAME_DTYPES`, :data:`DOCUMENT_NAMES`,
+:class:`FrameHeader`, :class:`Frame`, :func:`encode_frame`, :func:`decode_frame`,
+:func:`pack_payload`, :func:`unpack_payload`, :func:`encode_document`, :func:`decode_document`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from streaming.errors import DocumentDecodeError, FrameDecodeError
+
+__all__ = [
+    "DEFAULT_MAX_DOCUMENT_BYTES",
+    "DEFAULT_MAX_FRAME_BYTES",
+    "DOCUMENT_NAMES",
+    "FRAME_DTYPES",
+    "MAX_HEADER_BYTES",
+    "PROTOCOL_VERSION",
+    "Frame",
+    "FrameHeader",
+    "decode_document",
+    "decode_frame",
+    "encode_document",
+    "encode_frame",
+    "pack_payload",
+    "unpack_payload",
+]
+
+PROTOCOL_VERSION = 1
+
+#: dtypes allowed on the frame channel, as ``numpy.dtype.str`` (little-endian only).
+FRAME_DTYPES = frozenset(
+    np.dtype(code).newbyteorder("<").str for code in ("b1", "u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", "f4", "f8")
+)
+
+#: Default cap on one frame buffer: 64 MiB holds six Pilatus3 X 2M int32 frames (9.9 MB each)
+#: or a PCO.Edge 5.5 image (11 MB); anything larger is almost surely a corrupt shape.
+DEFAULT_MAX_FRAME_BYTES = 64 * 2**20
+DEFAULT_MAX_DOCUMENT_BYTES = 16 * 2**20
+MAX_HEADER_BYTES = 64 * 2**10
+MAX_NDIM = 8
+_INT64_MAX = 2**63 - 1
+_MAX_DIMENSION = 2**31 - 1
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+#: Names of bluesky documents, with the string keys each must carry to be routed to its run.
+DOCUMENT_NAMES: dict[str, tuple[str, ...]] = {
+    "start": ("uid",),
+    "descriptor": ("uid", "run_start"),
+    "event": ("uid", "descriptor"),
+    "event_page": ("descriptor",),
+    "resource": ("uid",),
+    "datum": ("datum_id", "resource"),
+    "datum_page": ("resource",),
+    "stream_resource": ("uid",),
+    "stream_datum": ("uid", "stream_resource"),
+    "stop": ("uid", "run_start"),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameHeader:
+    """Everything a receiver needs to place a frame, without looking at its pixels.
+
+    Attributes
+    ----------
+    run_uid : str
+        uid of the bluesky run (the start document's ``uid``) the frame belongs to.
+    stream : str
+        Stream name, normally the detector's name (``"pilatus"``, ``"hexitec"``, ``"pco"``).
+    seq : int
+        Per-(run, stream) sequence number, starting at 0 and rising by 1 per message, so
+        receivers can count gaps exactly.
+    timestamp : float
+        Acquisition time, seconds since the epoch (the device's clock).
+    dtype : str
+        ``numpy.dtype.str`` of the buffer, one of :data:`FRAME_DTYPES`.
+    shape : tuple of int
+        Array shape of the buffer (C order).
+    positions : dict of str to float
+        Readbacks at acquisition (motor positions in the motor's units, monitor values).
+    indices : dict of str to int
+        Scan indices of the frame (e.g. ``{"angle": 3, "translation": 127}``). Receivers
+        place data by these, never by arrival order.
+    version : int
+        Protocol version, :data:`PROTOCOL_VERSION`.
+    """
+
+    run_uid: str
+    stream: str
+    seq: int
+    timestamp: float
+    dtype: str
+    shape: tuple[int, ...]
+    positions: dict[str, float] = field(default_factory=dict)
+    indices: dict[str, int] = field(default_factory=dict)
+    version: int = PROTOCOL_VERSION
+
+    @property
+    def nbytes(self) -> int:
+        """Length in bytes of the buffer this header describes."""
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    def to_wire(self) -> dict[str, Any]:
+        """The header as the plain map that goes into msgpack."""
+        return {
+            "version": self.version,
+            "run_uid": self.run_uid,
+            "stream": self.stream,
+            "seq": self.seq,
+            "timestamp": self.timestamp,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "positions": dict(self.positions),
+            "indices": dict(self.indices),
+        }
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded frame: its header and a read-only array viewing the received buffer."""
+
+    header: FrameHeader
+    data: np.ndarray
+
+
+def _as_buffer(part: Any) -> memoryview:
+    # zmq.Frame (copy=False receive) exposes .buffer; bytes and memoryview pass through.
+    return part.buffer if hasattr(part, "buffer") else memoryview(part)
+
+
+def encode_frame(header: FrameHeader, data: np.ndarray) -> list[Any]:
+    """Build the multipart message ``[topic, header, buffer]`` for one frame.
+
+    The buffer is a view of ``data`` (no copy when ``data`` is C-contiguous), so the caller
+    must not modify ``data`` until the socket has sent it.
+
+    Parameters
+    ----------
+    header : FrameHeader
+        Must match ``data`` in ``dtype`` and ``shape``.
+    data : ndarray
+        The frame, of a dtype in :data:`FRAME_DTYPES`.
+
+    Returns
+    -------
+    list
+        ``[bytes, bytes, memoryview]`` for ``socket.send_multipart(..., copy=False)``.
+
+    Raises
+    ------
+    FrameDecodeError
+        If the header does not describe ``data`` or fails validation, so that a sender
+        can never emit a message that receivers would reject.
+    """
+    array = np.asarray(data, order="C")
+    if array.dtype.str != header.dtype:
+        raise FrameDecodeError("dtype", f"header says {header.dtype!r} but data is {array.dtype.str!r}")
+    if tuple(array.shape) != tuple(header.shape):
+        raise FrameDecodeError("shape", f"header says {tuple(header.shape)} but data is {array.shape}")
+    wire_header = header.to_wire()
+    _validate_header(wire_header, header.stream)
+    return [header.stream.encode(), msgpack.packb(wire_header), memoryview(array.reshape(-1)).cast("B")]
+
+
+def decode_frame(parts: Sequence[Any], *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Frame:
+    """Validate a received multipart message and view its buffer as an array.
+
+    Parameters
+    ----------
+    parts : sequence of bytes, memoryview or zmq.Frame
+        The message parts as received (``recv_multipart(copy=False)`` avoids a copy).
+    max_frame_bytes : int
+        Largest buffer accepted, bytes.
+
+    Returns
+    -------
+    Frame
+        ``data`` is a read-only view of the received buffer, no copy.
+
+    Raises
+    ------
+    FrameDecodeError
+        Naming the field at fault: ``parts``, ``topic``, ``header``, ``version``, a missing or
+        mistyped header field, ``dtype``, ``shape``, or ``size``.
+    """
+    if len(parts) != 3:
+        raise FrameDecodeError("parts", f"expected 3 message parts (topic, header, buffer), got {len(parts)}")
+    topic_buffer, header_buffer, data_buffer = (_as_buffer(part) for part in parts)
+    try:
+        topic = bytes(topic_buffer).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FrameDecodeError("topic", f"not UTF-8: {exc}") from exc
+    if data_buffer.nbytes > max_frame_bytes:
+        raise FrameDecodeError("size", f"buffer of {data_buffer.nbytes} bytes exceeds the cap of {max_frame_bytes}")
+    if header_buffer.nbytes > MAX_HEADER_BYTES:
+        raise FrameDecodeError("header", f"{header_buffer.nbytes} bytes exceeds the cap of {MAX_HEADER_BYTES}")
+    header = _validate_header(_unpack_header(header_buffer), topic)
+    if header.nbytes != data_buffer.nbytes:
+        raise FrameDecodeError(
+            "shape",
+            f"shape {header.shape} x itemsize {np.dtype(header.dtype).itemsize} = {header.nbytes} bytes, "
+            f"but the buffer holds {data_buffer.nbytes}",
+        )
+    try:
+        data = np.frombuffer(data_buffer, dtype=header.dtype).reshape(header.shape)
+    except ValueError as exc:  # numpy's own limits on dimensions
+        raise FrameDecodeError("shape", f"cannot view the buffer as {header.shape}: {exc}") from exc
+    data.flags.writeable = False  # a view of the message: consumers must not scribble on it
+    return Frame(header, data)
+
+
+def _unpack_header(buffer: bytes | memoryview) -> Any:
+    try:
+        return msgpack.unpackb(buffer, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise FrameDecodeError("header", f"undecodable msgpack ({type(exc).__name__}: {exc})") from exc
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_key(value: Any) -> bool:
+    # stream names and position/index keys become HDF5 names: no '/', no '.' or '..'
+    return isinstance(value, str) and _NAME.fullmatch(value) is not None and value not in (".", "..")
+
+
+def _validate_header(raw: Any, topic: str) -> FrameHeader:
+    if not isinstance(raw, dict):
+        raise FrameDecodeError("header", f"expected a msgpack map, got {type(raw).__name__}")
+    if "version" not in raw:
+        raise FrameDecodeError("version", "missing field")
+    version = raw["version"]
+    if not _is_int(version):
+        raise FrameDecodeError("version", f"expected int, got {type(version).__name__}")
+    if version != PROTOCOL_VERSION:
+        raise FrameDecodeError("version", f"unknown protocol version {version} (this build speaks {PROTOCOL_VERSION})")
+    checks = (
+        ("run_uid", lambda v: isinstance(v, str) and v != "", "a non-empty str"),
+        ("stream", lambda v: isinstance(v, str) and v != "", "a non-empty str"),
+        ("seq", lambda v: _is_int(v) and 0 <= v <= _INT64_MAX, "an int in [0, 2**63)"),
+        ("timestamp", lambda v: _is_real(v) and math.isfinite(v), "a finite number"),
+        ("dtype", lambda v: isinstance(v, str), "a str"),
+        ("shape", lambda v: isinstance(v, list), "a list of int"),
+    )
+    for name, check, expected in checks:
+        if name not in raw:
+            raise FrameDecodeError(name, "missing field")
+        if not check(raw[name]):
+            raise FrameDecodeError(name, f"expected {expected}, got {raw[name]!r:.80}")
+    if not _NAME.fullmatch(raw["stream"]) or raw["stream"] in (".", ".."):
+        raise FrameDecodeError("stream", f"{raw['stream']!r:.80} is not a name of [A-Za-z0-9_.:-], 1-64 long")
+    if raw["stream"] != topic:
+        raise FrameDecodeError("topic", f"topic {topic!r} differs from header stream {raw['stream']!r}")
+    if raw["dtype"] not in FRAME_DTYPES:
+        raise FrameDecodeError("dtype", f"{raw['dtype']!r:.40} is not allowed; allowed: {sorted(FRAME_DTYPES)}")
+    shape = raw["shape"]
+    if len(shape) > MAX_NDIM or not all(_is_int(n) and 0 <= n <= _MAX_DIMENSION for n in shape):
+        raise FrameDecodeError("shape", f"expected at most {MAX_NDIM} ints in [0, 2**31), got {shape!r:.80}")
+    positions = raw.get("positions", {})
+    if not isinstance(positions, dict) or not all(
+        _is_key(k) and _is_real(v) and math.isfinite(v) for k, v in positions.items()
+    ):
+        raise FrameDecodeError("positions", f"expected a map of names to finite numbers, got {positions!r:.80}")
+    indices = raw.get("indices", {})
+    if not isinstance(indices, dict) or not all(
+        _is_key(k) and _is_int(v) and 0 <= v <= _INT64_MAX for k, v in indices.items()
+    ):
+        raise FrameDecodeError("indices", f"expected a map of names to ints >= 0, got {indices!r:.80}")
+    return FrameHeader(
+        run_uid=raw["run_uid"],
+        stream=raw["stream"],
+        seq=raw["seq"],
+        timestamp=float(raw["timestamp"]),
+        dtype=raw["dtype"],
+        shape=tuple(shape),
+        positions={k: float(v) for k, v in positions.items()},
+        indices=dict(indices),
+        version=version,
+    )
+
+
+# --- documents -------------------------------------------------------------------------
+
+
+def _to_builtin(obj: Any) -> Any:
+    # Documents must stay plain JSON-like data on the wire: numpy values become Python ones.
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot put a {type(obj).__name__} in a document on the wire")
+
+
+def pack_payload(doc: Any) -> bytes:
+    """Serialise a document with msgpack; numpy arrays and scalars become plain values.
+
+    Usable as ``serializer=`` of bluesky's ``Publisher``.
+    """
+    return msgpack.packb(doc, default=_to_builtin)
+
+
+def unpack_payload(payload: bytes | memoryview) -> Any:
+    """Deserialise a msgpack payload; usable as ``deserializer=`` of bluesky's ``RemoteDispatcher``."""
+    return msgpack.unpackb(payload, raw=False)
+
+
+def _first_non_json(value: Any, depth: int = 0) -> str | None:
+    """Name of the first value a JSON document cannot hold (bytes, msgpack ext...), or None."""
+    if depth > 64:
+        return "structure nested deeper than 64 levels"
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return None
+    if isinstance(value, list):
+        return next((found for item in value if (found := _first_non_json(item, depth + 1))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{type(key).__name__} key"
+            found = _first_non_json(item, depth + 1)
+            if found:
+                return found
+        return None
+    return type(value).__name__
+
+
+def encode_document(name: str, doc: dict[str, Any], *, prefix: bytes = b"") -> bytes:
+    """Build the one-part message ``prefix b" " name b" " payload`` of bluesky's 0MQ format.
+
+    Raises
+    ------
+    ValueError
+        If ``prefix`` contains a space or ``name`` is not a bluesky document name.
+    """
+    if b" " in prefix:
+        raise ValueError(f"prefix {prefix!r} may not contain b' '")
+    if name not in DOCUMENT_NAMES:
+        raise ValueError(f"unknown document name {name!r}; expected one of {sorted(DOCUMENT_NAMES)}")
+    return b" ".join([prefix, name.encode(), pack_payload(doc)])
+
+
+def decode_document(
+    message: bytes | memoryview, *, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+) -> tuple[bytes, str, dict[str, Any]]:
+    """Validate a document message and return ``(prefix, name, doc)``.
+
+    Raises
+    ------
+    DocumentDecodeError
+        Naming the field at fault: ``size``, ``parts``, ``name``, ``payload`` or a missing
+        routing key of the document (``uid``, ``run_start``, ``descriptor``, ...).
+    """
+    size = memoryview(message).nbytes
+    if size > max_document_bytes:
+        raise DocumentDecodeError("size", f"{size} bytes exceeds the cap of {max_document_bytes}")
+    pieces = bytes(message).split(b" ", 2)
+    if len(pieces) != 3:
+        raise DocumentDecodeError(
+            "parts", f"expected 'prefix name payload' separated by spaces, got {len(pieces)} pieces"
+        )
+    prefix, name_bytes, payload = pieces
+    try:
+        name = name_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentDecodeError("name", f"not UTF-8: {exc}") from exc
+    if name not in DOCUMENT_NAMES:
+        raise DocumentDecodeError("name", f"unknown document name {name!r:.40}")
+    try:
+        doc = unpack_payload(payload)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise DocumentDecodeError("payload", f"undecodable msgpack ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(doc, dict):
+        raise DocumentDecodeError("payload", f"expected a msgpack map, got {type(doc).__name__}")
+    foreign = _first_non_json(doc)
+    if foreign is not None:
+        raise DocumentDecodeError("payload", f"documents hold JSON-like data only, found a {foreign}")
+    for key in DOCUMENT_NAMES[name]:
+        if not isinstance(doc.get(key), str):
+            raise DocumentDecodeError(key, f"{name} document lacks the str field {key!r}")
+    return prefix, name, doc
