@@ -5,7 +5,7 @@ Two steps, because the GPU machine has CuPy but neither pyFAI nor the simulators
 - ``--prepare DIR`` (here): full Pilatus2MCdTe frames of the ``paper`` preset, the CSR table of
   :class:`~streaming.processing.integration.AzimuthalReducer` (2000 bins, (5, 95) %), the CPU
   backend's and pyFAI ``medfilt1d_ng``'s results and their times, into ``DIR/inputs.npz``.
-- ``--run DIR`` (on the GPU machine): :class:`~streaming.processing.integration_gpu.GpuTrimmedMean`
+- ``--run DIR`` (on the GPU machine): :class:`~streaming.processing.integration.gpu.GpuTrimmedMean`
   on those frames: frames/s (frame already on the device, and from the host), agreement
   with both references; JSON to ``--out``.
 """
@@ -66,7 +66,7 @@ def run(folder: Path, out: Path) -> dict:
     import cupy
 
     # the module alone: the package's __init__ needs pyzmq, h5py ..., absent on a bare GPU machine
-    path = Path(__file__).parents[1] / "streaming" / "processing" / "integration_gpu.py"
+    path = Path(__file__).parents[1] / "streaming" / "processing" / "integration" / "gpu.py"
     spec = importlib.util.spec_from_file_location("integration_gpu", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

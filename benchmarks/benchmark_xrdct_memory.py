@@ -1,7 +1,7 @@
 """Peak memory of the live XRD-CT analysis at the paper's size, and that it does not grow
 with the run's length.
 
-The builder (:class:`~streaming.analysis.xrdct.analysis.XrdctAnalysis`) of an ``operando_xrdct``
+The builder (:class:`~streaming.analysis.xrdct.XrdctAnalysis`) of an ``operando_xrdct``
 series at the ``paper`` preset (549 translations x 400 angles, 2000 radial bins, the full
 Pilatus 2M geometry) is fed the 1D patterns of two complete scans, as integration workers
 send them (stream ``pilatus.integrated``: the builder never sees a raw frame, and a raw
@@ -30,8 +30,8 @@ from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 from benchmarks._machine import machine_description, write_results
 from simulators.references import aaa_cell_maps_config
-from simulators.xrdct import PRESETS, WAVELENGTH_ANGSTROM, pilatus_detector
-from streaming.analysis.xrdct.analysis import XrdctAnalysis, XrdctAnalysisConfig
+from simulators.xrdct_presets import PRESETS, WAVELENGTH_ANGSTROM, pilatus_detector
+from streaming.analysis.xrdct import XrdctAnalysis, XrdctAnalysisConfig
 from streaming.processing.integration import IntegrationConfig
 from streaming.wire.protocol import Frame, FrameHeader
 

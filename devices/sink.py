@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from streaming.errors import DeviceError
-from streaming.store.recorder import run_file_name
+from streaming.store.filenames import run_file_name
 from streaming.wire.protocol import FrameHeader
 from streaming.wire.transport import FramePublisher
 

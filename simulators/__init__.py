@@ -1,7 +1,7 @@
 """Physics behind the simulated devices; deterministic, seeded, free of ophyd and ZeroMQ.
 
-- :mod:`.xrdct`: the XRD-CT cell, scan and Pilatus frames (with :mod:`.crystal`,
-  :mod:`.phases`, :mod:`.cell_phantom`).
+- :mod:`.xrdct`: the XRD-CT cell, scan and Pilatus frames (with :mod:`.xrdct_presets`,
+  :mod:`.crystal`, :mod:`.phases`, :mod:`.cell_phantom`).
 - :mod:`.coin_cell`, :mod:`.xct`, :mod:`.xcs`, :mod:`.hexitec`: the XCS-CT coin cell, its XCT
   projections, its Compton spectra and the HEXITEC frames.
 - :mod:`.battery` (and the optional :mod:`.pybamm_battery`), :mod:`.clock`: the cell behind
@@ -16,7 +16,8 @@ from .hexitec import HexitecSimulator
 from .synthetic import SyntheticRun, ring_pattern_frames
 from .xcs import XcsModel, sheet_column_atoms
 from .xct import XctScan
-from .xrdct import PRESETS, XrdctSimulation
+from .xrdct import XrdctSimulation
+from .xrdct_presets import PRESETS
 
 __all__ = [
     "AAA_NMC532_GRAPHITE",

@@ -9,7 +9,8 @@ import numpy as np
 from streaming.processing.maps import LatticePeak, MapsConfig, PeakWindow, PhaseReference
 
 from . import phases
-from .xrdct import PRESETS, SECONDARY_NMC_LATTICE_ANGSTROM, WAVELENGTH_ANGSTROM
+from .xrdct import SECONDARY_NMC_LATTICE_ANGSTROM
+from .xrdct_presets import PRESETS, WAVELENGTH_ANGSTROM
 
 __all__ = ["aaa_cell_maps_config"]
 

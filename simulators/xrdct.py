@@ -3,8 +3,7 @@
 Base: the XRD-CT paper (Small Methods 2021): 103.5 keV (λ = 0.11979 Å), Pilatus3 X CdTe 2M,
 20 µm translation steps, 0-180°.
 
-- :class:`XrdctPreset` and :data:`PRESETS`: ``tiny`` (tests), ``small`` (demo), ``paper``
-  (549 translations x 400 angles, full 1679 x 1475 frames).
+- From :mod:`.xrdct_presets` (re-exported): :class:`XrdctPreset`, :data:`PRESETS`, :func:`pilatus_detector`.
 - :class:`XrdctSimulation`: the cell at a state of charge. Per-voxel phase fractions and
   NMC lattice (:class:`CellState`), the 1D pattern of every (angle, translation) ray, the
   Pilatus frame of it, the zigzag scan, the CeO2 calibrant frame and the ground truth.
@@ -39,7 +38,6 @@ import numpy as np
 import xraylib
 from pyFAI.calibrant import get_calibrant
 from pyFAI.crystallography.resolution import Constant
-from pyFAI.detectors import Detector, detector_factory
 from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 from .cell_phantom import CylindricalCell, lag_field, material_fractions
@@ -58,11 +56,10 @@ from .phases import (
     nmc532_lattice,
     pattern_of,
 )
+from .xrdct_presets import PRESETS, WAVELENGTH_ANGSTROM, XrdctPreset, pilatus_detector
 
 __all__ = ["PRESETS", "CellState", "XrdctPreset", "XrdctSimulation", "ZigzagFrame", "pilatus_detector"]
 
-WAVELENGTH_ANGSTROM = 0.11979  # the paper's 103.5 keV beam
-PILATUS_PIXEL_M = 172e-6
 _ANODE_STAGES = (("graphite", 0.0), ("LiC30", 0.2), ("LiC12", 0.5), ("LiC6", 1.0))  # x in LixC6
 SECONDARY_NMC_LATTICE_ANGSTROM = (2.869, 14.26)  # inactive secondary NMC532: fixed lattice
 _LAG_STRENGTH = 0.4  # how far lagging places stay behind the cell's state of charge
@@ -75,76 +72,6 @@ _ATTENUATING = {
     "cathode": ("LiNi0.5Mn0.3Co0.2O2", 0.7 * 4.75),
     "separator": ("C2H4", 0.95 * 0.6),
 }
-
-
-@dataclass(frozen=True, kw_only=True)
-class XrdctPreset:
-    """Scan and detector sizes.
-
-    Attributes
-    ----------
-    n_translations, n_angles : int
-        Scan shape; the reconstruction grid is ``n_translations`` pixels across.
-    translation_step_m : float
-        Translation step (= reconstruction pixel), m.
-    detector_binning : int
-        Pilatus pixels per simulated pixel along each axis (1 = the real 1679 x 1475).
-    n_radial : int
-        Bins of the simulator's 2θ grid.
-    fwhm_deg : float
-        Instrumental peak width in 2θ, degrees (grows with the binned pixel).
-    peak_counts : float
-        Expected counts at the brightest Pilatus pixel (172 µm) of the brightest frame. A
-        simulated pixel bins ``detector_binning²`` of them and counts their sum, so every
-        preset sees the same photons per solid angle (a binned preset is not noisier).
-    """
-
-    name: str
-    n_translations: int
-    n_angles: int
-    translation_step_m: float
-    detector_binning: int
-    n_radial: int
-    fwhm_deg: float
-    peak_counts: float = 400.0
-
-    def __post_init__(self) -> None:
-        for key in ("n_translations", "n_angles", "detector_binning", "n_radial"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise ValueError(f"{key} must be an int >= 1, got {getattr(self, key)!r}")
-        for key in ("translation_step_m", "fwhm_deg", "peak_counts"):
-            if not getattr(self, key) > 0:
-                raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}")
-
-
-_CELL_SPAN_M = 10.98e-3  # 549 x 20 µm: the 10.17 mm cell and air on both sides
-PRESETS = {
-    "tiny": XrdctPreset(
-        name="tiny", n_translations=64, n_angles=48, translation_step_m=_CELL_SPAN_M / 64,
-        detector_binning=8, n_radial=400, fwhm_deg=0.12,
-    ),
-    "small": XrdctPreset(
-        name="small", n_translations=160, n_angles=120, translation_step_m=_CELL_SPAN_M / 160,
-        detector_binning=4, n_radial=1000, fwhm_deg=0.06,
-    ),
-    "paper": XrdctPreset(
-        name="paper", n_translations=549, n_angles=400, translation_step_m=20e-6,
-        detector_binning=1, n_radial=2000, fwhm_deg=0.025,
-    ),
-}  # fmt: skip
-
-
-def pilatus_detector(binning: int = 1) -> Detector:
-    """The Pilatus3 X CdTe 2M (pyFAI ``Pilatus2MCdTe``), optionally binned ``binning`` x
-    ``binning`` (cropped to a multiple; a binned pixel touching a gap is masked)."""
-    full = detector_factory("Pilatus2MCdTe")
-    if binning == 1:
-        return full
-    rows, cols = full.shape[0] // binning, full.shape[1] // binning
-    gaps = full.mask[: rows * binning, : cols * binning].reshape(rows, binning, cols, binning).any(axis=(1, 3))
-    detector = Detector(pixel1=PILATUS_PIXEL_M * binning, pixel2=PILATUS_PIXEL_M * binning, max_shape=(rows, cols))
-    detector.mask = gaps.astype(np.int8)
-    return detector
 
 
 @dataclass(frozen=True)

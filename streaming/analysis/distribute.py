@@ -15,7 +15,7 @@ blocks when every worker is ``hwm`` frames behind, so the slowest part sets the 
 of frames being lost between the distributor and the workers. Start the workers before the
 run: with no worker connected, frames wait in the distributor and its subscription fills.
 
-Each worker (:class:`~streaming.analysis.xrdct.analysis.IntegrationWorker`) takes the documents from
+Each worker (:class:`~streaming.analysis.xrdct.IntegrationWorker`) takes the documents from
 the document channel, integrates its share and pushes the 1D patterns, with the frames'
 indices and time stamps, to the builder, which places them whatever their order.
 """

@@ -20,7 +20,7 @@ from streaming.analysis.consumer import Analysis
 from .config import OperandoConfig
 
 if TYPE_CHECKING:
-    from streaming.analysis.xrdct.analysis import XrdctAnalysisConfig
+    from streaming.analysis.xrdct import XrdctAnalysisConfig
 
 __all__ = ["XCSCT_ROWS", "AnalysisFactory", "calibration_folder", "default_analyses", "xrdct_analysis_config"]
 
@@ -39,8 +39,8 @@ def xrdct_analysis_config(config: OperandoConfig) -> XrdctAnalysisConfig:
     """The XRD-CT analysis' settings from ``config`` (the builder's, and its integration
     workers', which must integrate alike)."""
     from simulators.references import aaa_cell_maps_config
-    from simulators.xrdct import PRESETS
-    from streaming.analysis.xrdct.analysis import XrdctAnalysisConfig
+    from simulators.xrdct_presets import PRESETS
+    from streaming.analysis.xrdct import XrdctAnalysisConfig
     from streaming.processing.integration import IntegrationConfig
 
     integration = IntegrationConfig(n_radial=PRESETS[config.xrdct.preset].n_radial,  # the simulated detector's
@@ -58,8 +58,8 @@ def default_analyses(config: OperandoConfig) -> dict[str, AnalysisFactory]:
     and XCS-CT when the HEXITEC calibration is in ``xcsct.calibration_dir`` (default
     ``out_dir/calibration``, where ``operando demo`` writes it)."""
     from simulators.coin_cell import CoinCell
-    from streaming.analysis.xcsct.analysis import XcsctAnalysisConfig, xcsct_analysis_factory
-    from streaming.analysis.xrdct.analysis import xrdct_analysis_factory
+    from streaming.analysis.xcsct import XcsctAnalysisConfig, xcsct_analysis_factory
+    from streaming.analysis.xrdct import xrdct_analysis_factory
 
     out_dir = Path(config.out_dir)
     calibration = calibration_folder(config)

@@ -144,7 +144,7 @@ def _integrate(config: Any, document_address: str, worker_address: str, pattern_
     import numba
 
     from streaming.analysis.consumer import Consumer
-    from streaming.analysis.xrdct.analysis import IntegrationWorker
+    from streaming.analysis.xrdct import IntegrationWorker
     from streaming.wire.transport import FramePublisher
 
     from .analyses import xrdct_analysis_config
@@ -324,7 +324,7 @@ class DistributorProcess(_ServiceProcess):
 
 
 class IntegrationWorkerProcess(_ServiceProcess):
-    """An XRD-CT integration worker (:class:`~streaming.analysis.xrdct.analysis.IntegrationWorker`,
+    """An XRD-CT integration worker (:class:`~streaming.analysis.xrdct.IntegrationWorker`,
     settings from ``config``) in its own process: frames from a distributor, patterns pushed
     to a builder (a :class:`ConsumerProcess` with ``take_patterns``)."""
 

@@ -1,8 +1,12 @@
 """The storage layer: one HDF5 file per run, the recorder that writes it, and what reads it.
 
 - :mod:`.chunks`: frame compression and the direct chunk reads and writes.
+- :mod:`.filenames`: the names of a run's file and of the analysis files beside it.
+- :mod:`.framestreams`: one frame stream's datasets in a run file and their writer.
 - :mod:`.runfile`: the run file's layout and its writer.
 - :mod:`.runreader`: reading a recorded run (documents, frames, summaries).
+- :mod:`.recorderconfig`: the recorder's settings.
+- :mod:`.routing`: which run each message belongs to; frames waiting for their run's start.
 - :mod:`.recorder`: the system of record, subscribed to both channels.
 - :mod:`.replay`: a recorded run published again through the same channels.
 

@@ -1,115 +1,48 @@
 """The recorder: the system of record, one HDF5 file per run.
 
-- :class:`RecorderConfig`: validated settings.
+- :class:`RecorderConfig`: validated settings (defined in :mod:`.recorderconfig`).
 - :class:`Recorder`: subscribes to the document and frame channels and writes every valid
   message that reaches it into its run's file (:class:`~streaming.store.runfile.RunFileWriter`),
   in arrival order. Invalid messages and sequence gaps are counted into
   ``/entry/diagnostics`` and logged; they never stop it.
 - :class:`RecorderThread`: runs a recorder in a background thread (demo, tests).
+- :func:`run_file_name`: the name of a run's file (defined in :mod:`.filenames`).
 
-Routing: a start document opens its run's file; descriptors, resources and stream resources
-are routed by their ``run_start``; events, datums and stream datums by the document they
-point to; frames by ``run_uid`` in their header. Frames that arrive before their start
-document wait (bounded by time and by their total bytes) and are written once it comes, or
-into a file of their own. After a stop document the file stays open ``linger_s`` seconds for
-late frames; a frame or document that arrives later still reopens the file and is appended,
-never dropped. A start document for a run already recorded and closed (a replay of it) starts
-a new file. A message that cannot be written is logged and counted (``write_errors``); it
-does not end the recording.
+Routing (:class:`~streaming.store.routing.RunRouter`): a start document opens its run's file;
+descriptors, resources and stream resources are routed by their ``run_start``; events, datums
+and stream datums by the document they point to; frames by ``run_uid`` in their header.
+Frames that arrive before their start document wait (bounded by time and by their total
+bytes) and are written once it comes, or into a file of their own. After a stop document the
+file stays open ``linger_s`` seconds for late frames; a frame or document that arrives later
+still reopens the file and is appended, never dropped. A start document for a run already
+recorded and closed (a replay of it) starts a new file. A message that cannot be written is
+logged and counted (``write_errors``); it does not end the recording.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from streaming.errors import ConfigError
-from streaming.wire.protocol import DEFAULT_MAX_FRAME_BYTES, Frame
-from streaming.wire.transport import (
-    DEFAULT_DOCUMENT_ADDRESS,
-    DEFAULT_FRAME_ADDRESS,
-    DEFAULT_FRAME_HWM,
-    DocumentSubscriber,
-    FrameSubscriber,
-)
+from streaming.wire.protocol import Frame
+from streaming.wire.transport import DocumentSubscriber, FrameSubscriber
 
-from .chunks import COMPRESSIONS
+from .filenames import run_file_name
+from .recorderconfig import RecorderConfig
+from .routing import RunRouter
 from .runfile import RunFileWriter
 
 __all__ = ["Recorder", "RecorderConfig", "RecorderThread", "run_file_name"]
 
 logger = logging.getLogger(__name__)
-
-# Documents routed by a key pointing at a document routed earlier.
-_ROUTE_VIA = {
-    "event": "descriptor",
-    "event_page": "descriptor",
-    "datum": "resource",
-    "datum_page": "resource",
-    "stream_datum": "stream_resource",
-}
-# Documents that later documents point at, by their uid.
-_ROUTE_TARGETS = ("descriptor", "resource", "stream_resource")
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecorderConfig:
-    """Settings of a :class:`Recorder`.
-
-    Attributes
-    ----------
-    out_dir : Path
-        Folder for the run files (created if missing).
-    document_address, frame_address : str
-        Endpoints of the document and frame publishers to connect to.
-    compression : str
-        Frame compression, one of :data:`~streaming.store.chunks.COMPRESSIONS`.
-    flush_interval_s : float
-        Seconds between flushes; a SIGKILL loses at most what arrived in the last interval.
-    linger_s : float
-        Seconds a run's file stays open after its stop document, for late frames.
-    pending_timeout_s : float
-        Seconds frames wait for their run's start document before getting a file of their own.
-    max_pending_bytes : int
-        Bytes of such waiting frames held in memory before they get a file of their own.
-    max_frame_bytes : int
-        Largest frame accepted.
-    frame_hwm : int
-        Receive high-water mark of the frame socket, frames.
-    """
-
-    out_dir: Path
-    document_address: str = DEFAULT_DOCUMENT_ADDRESS
-    frame_address: str = DEFAULT_FRAME_ADDRESS
-    compression: str = "bitshuffle-lz4"
-    flush_interval_s: float = 0.5
-    linger_s: float = 2.0
-    pending_timeout_s: float = 2.0
-    max_pending_bytes: int = 512 * 2**20
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    frame_hwm: int = DEFAULT_FRAME_HWM
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
-        if self.compression not in COMPRESSIONS:
-            raise ConfigError(f"recorder.compression: must be one of {COMPRESSIONS}, got {self.compression!r}")
-        for name in ("flush_interval_s", "linger_s", "pending_timeout_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ConfigError(f"recorder.{name}: must be a number > 0 (seconds), got {value!r}")
-        for name in ("max_pending_bytes", "max_frame_bytes", "frame_hwm"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"recorder.{name}: must be an int > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -129,31 +62,6 @@ class _OpenRun:
     rejections_at_open: _Rejections
     last_activity: float
     stopped: bool = False
-
-
-@dataclass
-class _PendingFrames:
-    since: float
-    frames: list[tuple[Frame, float]] = field(default_factory=list)
-    n_bytes: int = 0
-
-
-def _safe_name(text: str, max_length: int = 36) -> str:
-    # run uids come from the wire: never let one steer the path.
-    return re.sub(r"[^A-Za-z0-9_-]", "_", text)[:max_length] or "run"
-
-
-def run_file_name(run_uid: str, start: dict[str, Any] | None) -> str:
-    """File name of a run: ``YYYYmmdd-HHMMSS_scan<id>_<uid8>.h5`` (local time of the start)."""
-    if start is None:
-        return f"run_{_safe_name(run_uid)}.h5"
-    started = start.get("time")
-    if not (isinstance(started, (int, float)) and not isinstance(started, bool) and 0 <= started < 1e11):
-        started = time.time()  # a start document from the wire with no usable time
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
-    scan_id = start.get("scan_id")
-    scan = f"_scan{scan_id:05d}" if isinstance(scan_id, int) and not isinstance(scan_id, bool) else ""
-    return f"{stamp}{scan}_{_safe_name(run_uid, 8)}.h5"
 
 
 class Recorder:
@@ -193,12 +101,9 @@ class Recorder:
         self._poller.register(self.documents.socket, zmq.POLLIN)
         self._poller.register(self.frames.socket, zmq.POLLIN)
         self._runs: dict[str, _OpenRun] = {}
-        self._routes: dict[str, str] = {}
-        self._pending: dict[str, _PendingFrames] = {}
+        self._router = RunRouter()
         self._arrival = 0
         self._last_flush = monotonic()
-        self._pending_bytes = 0
-        self._last_start: str | None = None
         self.write_errors = 0
         #: Every run seen, by uid, and the path of its file.
         self.files: dict[str, Path] = {}
@@ -237,7 +142,7 @@ class Recorder:
     @property
     def idle(self) -> bool:
         """True when every run seen has its file closed and no frames wait for a start."""
-        return not self._runs and not self._pending
+        return not self._runs and not self._router.pending
 
     def _drain(self, socket: zmq.Socket, *, multipart: bool, limit: int) -> int:
         n = 0
@@ -273,25 +178,12 @@ class Recorder:
 
     # -- documents ------------------------------------------------------------------------
 
-    def _run_of(self, name: str, doc: dict[str, Any]) -> str | None:
-        if name == "start":
-            return doc["uid"]
-        if name in _ROUTE_VIA:
-            return self._routes.get(doc[_ROUTE_VIA[name]])
-        run_start = doc.get("run_start")
-        if isinstance(run_start, str):
-            return run_start
-        # resources without run_start (allowed by the schema) belong to the latest start
-        return self._last_start
-
     def _on_document(self, name: str, doc: dict[str, Any], now: float) -> None:
-        run_uid = self._run_of(name, doc)
+        run_uid = self._router.route(name, doc)
         if run_uid is None:
             self.unroutable_documents += 1
             logger.warning("%s document %s belongs to no run this recorder saw start", name, doc.get("uid"))
             return
-        if name in _ROUTE_TARGETS:
-            self._routes[doc["uid"]] = run_uid
         if name == "start" and run_uid in self.closed_runs and run_uid not in self._runs:
             # the run is being sent again (a replay): a new recording, in a new file
             logger.info("run %s starts again: recording it to a new file", run_uid)
@@ -300,8 +192,6 @@ class Recorder:
             self._rejections_at_open.pop(run_uid, None)
             if self.frames.sequences is not None:
                 self.frames.sequences.restart(run_uid)
-        if name == "start":
-            self._last_start = run_uid
         if name == "start" and run_uid not in self.files:
             run = self._open_run(run_uid, now, start=doc)
         else:
@@ -317,11 +207,7 @@ class Recorder:
         run_uid = frame.header.run_uid
         if run_uid not in self._runs and run_uid not in self.files:
             # arrival indices are given when written, after the start document
-            pending = self._pending.setdefault(run_uid, _PendingFrames(since=self._monotonic()))
-            pending.frames.append((frame, now))
-            pending.n_bytes += frame.data.nbytes
-            self._pending_bytes += frame.data.nbytes
-            if self._pending_bytes > self.config.max_pending_bytes:
+            if self._router.hold(frame, now, since=self._monotonic()) > self.config.max_pending_bytes:
                 self._open_run(run_uid, now)  # memory is bounded: these frames get their file now
             return
         run = self._open_run(run_uid, now)
@@ -357,11 +243,8 @@ class Recorder:
         self.closed_runs.discard(run_uid)
         if start is not None:
             writer.add_document("start", start, recv_time=now, arrival=self._next_arrival())
-        pending = self._pending.pop(run_uid, None)
-        if pending is not None:
-            self._pending_bytes -= pending.n_bytes
-            for frame, recv_time in pending.frames:
-                writer.add_frame(frame.header, frame.data, recv_time=recv_time, arrival=self._next_arrival())
+        for frame, recv_time in self._router.release(run_uid):
+            writer.add_frame(frame.header, frame.data, recv_time=recv_time, arrival=self._next_arrival())
         return run
 
     def _rejections(self) -> _Rejections:
@@ -387,10 +270,9 @@ class Recorder:
 
     def _housekeeping(self) -> None:
         now = self._monotonic()
-        for run_uid, pending in list(self._pending.items()):
-            if now - pending.since > self.config.pending_timeout_s:
-                logger.warning("frames of run %s arrived without its start document", run_uid)
-                self._open_run(run_uid, self._clock())
+        for run_uid in self._router.overdue(now, self.config.pending_timeout_s):
+            logger.warning("frames of run %s arrived without its start document", run_uid)
+            self._open_run(run_uid, self._clock())
         if now - self._last_flush >= self.config.flush_interval_s:
             for run_uid, run in self._runs.items():
                 self._flush_run(run_uid, run)
@@ -414,7 +296,7 @@ class Recorder:
             return
         try:
             now = self._clock()
-            for run_uid in list(self._pending):
+            for run_uid in list(self._router.pending):
                 self._guarded(self._open_run, run_uid, now)
             for run_uid in list(self._runs):
                 self._guarded(self._close_run, run_uid)

@@ -58,7 +58,9 @@ import numpy as np
 from streaming.wire.diagnostics import StreamCounts
 from streaming.wire.protocol import PROTOCOL_VERSION, FrameHeader
 
-from .chunks import chunk_encoder, compression_filter
+from .chunks import compression_filter
+from .filenames import analysis_file_name
+from .framestreams import StreamWriter, add_key_columns, append_rows, create_stream_group
 
 __all__ = ["ANALYSES", "RunFileWriter", "analysis_file_name"]
 
@@ -66,95 +68,9 @@ logger = logging.getLogger(__name__)
 
 _ENTRY = "entry"
 _DOC_CHUNK = 4096
-_ROW_CHUNK = 1024
-_GROW_FRAMES = 64
-
-
-def _append(dataset: h5py.Dataset, values: np.ndarray) -> None:
-    n = dataset.shape[0]
-    dataset.resize(n + len(values), axis=0)
-    dataset[n:] = values
-
-
-def _row_dataset(group: h5py.Group, name: str, dtype: Any, fill: Any = None, n: int = 0) -> h5py.Dataset:
-    data = np.full(n, fill, dtype) if n else None
-    return group.create_dataset(
-        name, shape=(n,), maxshape=(None,), dtype=dtype, chunks=(_ROW_CHUNK,), data=data, fillvalue=fill
-    )
-
-
-class _StreamWriter:
-    """Appends the frames of one stream; per-frame metadata is buffered until flush.
-
-    ``data`` grows ahead of the frames by ``_GROW_FRAMES`` rows (a resize per frame costs
-    as much as writing an 80 x 80 frame) and is trimmed at close; readers bound the frame
-    count by the metadata columns, which are only ever as long as the frames written.
-    """
-
-    def __init__(self, group: h5py.Group, compression: str) -> None:
-        self.group = group
-        self.data = group["data"]
-        self.n_frames = min(self.data.shape[0], group["sequence"].shape[0])
-        self.position_keys = set(group["positions"])
-        self.index_keys = set(group["indices"])
-        # whole-frame chunks of non-empty frames go straight to disk, encoded here
-        frame_size = int(np.prod(self.data.shape[1:]))
-        direct = self.data.chunks == (1, *self.data.shape[1:]) and frame_size > 0
-        self._encode = chunk_encoder(compression) if direct else None
-        self._chunk_origin = (0,) * (self.data.ndim - 1)
-        self._rows: list[tuple[int, float, float, int]] = []
-        self._positions: list[dict[str, float]] = []
-        self._indices: list[dict[str, int]] = []
-
-    def reattach(self, group: h5py.Group) -> None:
-        self.group = group
-        self.data = group["data"]
-
-    def new_keys(self, header: FrameHeader) -> tuple[set[str], set[str]]:
-        return set(header.positions) - self.position_keys, set(header.indices) - self.index_keys
-
-    def append(self, header: FrameHeader, data: np.ndarray, recv_time: float, arrival: int) -> None:
-        if self.n_frames >= self.data.shape[0]:
-            self.data.resize(self.n_frames + _GROW_FRAMES, axis=0)
-        if self._encode is not None:
-            self.data.id.write_direct_chunk((self.n_frames, *self._chunk_origin), self._encode(data))
-        else:
-            self.data[self.n_frames] = data
-        self.n_frames += 1
-        self._rows.append((header.seq, header.timestamp, recv_time, arrival))
-        self._positions.append(header.positions)
-        self._indices.append(header.indices)
-
-    def trim(self) -> None:
-        """Drop the rows grown ahead of the frames (at close)."""
-        self.data.resize(self.n_frames, axis=0)
-
-    def flush_rows(self) -> None:
-        if not self._rows:
-            return
-        seq, timestamp, recv_time, arrival = (np.asarray(column) for column in zip(*self._rows, strict=True))
-        for name, column in (
-            ("sequence", seq),
-            ("timestamp", timestamp),
-            ("recv_time", recv_time),
-            ("arrival", arrival),
-        ):
-            _append(self.group[name], column)
-        for key, dataset in self.group["positions"].items():
-            _append(dataset, np.array([p.get(key, np.nan) for p in self._positions], np.float64))
-        for key, dataset in self.group["indices"].items():
-            _append(dataset, np.array([i.get(key, -1) for i in self._indices], np.int64))
-        self._rows.clear()
-        self._positions.clear()
-        self._indices.clear()
 
 
 ANALYSES = ("xrdct", "xcs", "xct")
-
-
-def analysis_file_name(run_file: Path | str, analysis: str) -> str:
-    """Name of the file next to ``run_file`` where an analysis writes ``/entry/<analysis>``."""
-    return f"{Path(run_file).stem}.{analysis}.h5"
 
 
 class RunFileWriter:
@@ -185,7 +101,7 @@ class RunFileWriter:
         if not existed:
             self._create_layout()
         self._streams = {
-            name: _StreamWriter(group, compression) for name, group in self._file[f"{_ENTRY}/instrument"].items()
+            name: StreamWriter(group, compression) for name, group in self._file[f"{_ENTRY}/instrument"].items()
         }
         self._stream_keys = {
             name: (group.attrs["stream"], group.attrs["dtype"], tuple(group.attrs["frame_shape"]))
@@ -242,7 +158,7 @@ class RunFileWriter:
         if resume_swmr:
             self._file.swmr_mode = True
 
-    def _stream_for(self, header: FrameHeader) -> _StreamWriter:
+    def _stream_for(self, header: FrameHeader) -> StreamWriter:
         key = (header.stream, header.dtype, tuple(header.shape))
         for name, existing in self._stream_keys.items():
             if existing == key:
@@ -258,30 +174,12 @@ class RunFileWriter:
             name = f"{header.stream}__{suffix}"
             suffix += 1
         with self._restructure() as file:
-            group = file[f"{_ENTRY}/instrument"].create_group(name)
-            group.attrs.update(
-                NX_class="NXdetector", stream=header.stream, dtype=header.dtype, frame_shape=list(header.shape)
+            group = create_stream_group(
+                file[f"{_ENTRY}/instrument"], name, header, compression=self.compression, filter_options=self._filter
             )
-            group.create_dataset(
-                "data",
-                shape=(0, *header.shape),
-                maxshape=(None, *header.shape),
-                chunks=(1, *header.shape) if header.shape else None,
-                dtype=header.dtype,
-                **self._filter,
-            ).attrs["compression"] = self.compression
-            for column, dtype in (
-                ("sequence", np.int64),
-                ("timestamp", np.float64),
-                ("recv_time", np.float64),
-                ("arrival", np.int64),
-            ):
-                _row_dataset(group, column, dtype)
-            group.create_group("positions").attrs["NX_class"] = "NXcollection"
-            group.create_group("indices").attrs["NX_class"] = "NXcollection"
             for item in ("received", "missing", "late", "invalid"):
                 file[f"{_ENTRY}/diagnostics"].require_group(name).create_dataset(item, data=np.int64(0))
-            self._streams[name] = _StreamWriter(group, self.compression)
+            self._streams[name] = StreamWriter(group, self.compression)
             self._stream_keys[name] = key
         self._add_keys(name, set(header.positions), set(header.indices))
         return self._streams[name]
@@ -291,11 +189,7 @@ class RunFileWriter:
             return
         with self._restructure() as file:
             group = file[f"{_ENTRY}/instrument/{name}"]
-            n = group["sequence"].shape[0]
-            for key in sorted(positions):
-                _row_dataset(group["positions"], key, np.float64, np.nan, n)
-            for key in sorted(indices):
-                _row_dataset(group["indices"], key, np.int64, -1, n)
+            add_key_columns(group, positions, indices)
         self._streams[name].position_keys |= positions
         self._streams[name].index_keys |= indices
 
@@ -363,12 +257,12 @@ class RunFileWriter:
             lengths = np.array([len(p) for p in payloads], np.int64)
             start = docs["payload"].shape[0]
             offsets = start + np.concatenate([[0], np.cumsum(lengths)[:-1]])
-            _append(docs["payload"], np.frombuffer(b"".join(payloads), np.uint8))
-            _append(docs["offset"], offsets)
-            _append(docs["length"], lengths)
-            _append(docs["recv_time"], np.array(recv_times, np.float64))
-            _append(docs["arrival"], np.array(arrivals, np.int64))
-            _append(docs["name"], np.array(names, "S16"))
+            append_rows(docs["payload"], np.frombuffer(b"".join(payloads), np.uint8))
+            append_rows(docs["offset"], offsets)
+            append_rows(docs["length"], lengths)
+            append_rows(docs["recv_time"], np.array(recv_times, np.float64))
+            append_rows(docs["arrival"], np.array(arrivals, np.int64))
+            append_rows(docs["name"], np.array(names, "S16"))
             self.n_documents += len(self._docs)
             self._docs.clear()
         for stream in self._streams.values():

@@ -1,6 +1,7 @@
 """The wire layer: what crosses a socket, and the sockets themselves.
 
-- :mod:`.protocol`: frame headers and documents in msgpack, validated on receipt (never pickle).
+- :mod:`.protocol`: frame headers in msgpack, validated on receipt (never pickle); the protocol's overview.
+- :mod:`.documents`: bluesky documents in msgpack, validated on receipt.
 - :mod:`.endpoint`: the socket plumbing under every endpoint (binding, subscriber counting).
 - :mod:`.transport`: the document and frame publishers and subscribers.
 - :mod:`.diagnostics`: counters of rejected messages and sequence gaps.

@@ -29,17 +29,9 @@ from zmq.utils.monitor import recv_monitor_message
 from streaming.errors import HandshakeTimeoutError, MessageDecodeError
 
 from .diagnostics import RejectionCounter, SequenceTracker
+from .documents import DEFAULT_MAX_DOCUMENT_BYTES, decode_document, encode_document
 from .endpoint import Endpoint, SubscriptionCounter, deadline_remaining_ms
-from .protocol import (
-    DEFAULT_MAX_DOCUMENT_BYTES,
-    DEFAULT_MAX_FRAME_BYTES,
-    Frame,
-    FrameHeader,
-    decode_document,
-    decode_frame,
-    encode_document,
-    encode_frame,
-)
+from .protocol import DEFAULT_MAX_FRAME_BYTES, Frame, FrameHeader, decode_frame, encode_frame
 
 __all__ = [
     "DEFAULT_DOCUMENT_ADDRESS",

@@ -1,4 +1,4 @@
-"""PNG summary of an XCS-CT run (:func:`write_summary`): the latest XCT slice through the
+"""PNG summary of an XCS-CT run (:func:`write_summary`), drawn from its results: the latest XCT slice through the
 cathode with the mask's outline, the latest region spectrum, its Compton profile J(p_z),
 the latest EMF map, and the region's EMF against capacity.
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,7 +21,8 @@ from streaming.processing.compton import profile_from_spectrum
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .analysis import XcsctAnalysis
+    from .config import XcsctAnalysisConfig
+    from .xct import XctResult
 
 __all__ = ["write_summary"]
 
@@ -35,14 +36,33 @@ def _scale_bar(axes: Axes, pixel_mm: float, n_pixels: int, length_mm: float = 5.
     axes.text(x0 + length_px / 2, y0 - 0.03 * n_pixels, f"{length_mm:g} mm", color="white", ha="center", va="bottom")
 
 
-def write_summary(analysis: XcsctAnalysis, path: Path) -> None:
-    """Write the five-panel summary of ``analysis`` (after its ``finish``) to ``path``."""
-    config, results = analysis.config, analysis.results
+def write_summary(
+    path: Path,
+    *,
+    config: XcsctAnalysisConfig,
+    results: dict[str, list[Any]],
+    xct: list[XctResult],
+    capacity_mah: np.ndarray,
+) -> None:
+    """Write the five-panel summary of a run to ``path``.
+
+    Parameters
+    ----------
+    config : XcsctAnalysisConfig
+        The analysis' settings (energy bins, region, XCT pixel size).
+    results : dict of lists
+        Per XCS acquisition, as :attr:`~.analysis.XcsctAnalysis.results` holds them
+        (``emf_map``, ``emf_cathode`` and its sigma, ``spectrum_region``, ...).
+    xct : list of XctResult
+        The reduced XCT scans; the latest is drawn.
+    capacity_mah : ndarray, shape (n_acquisitions,)
+        The cell's capacity at each acquisition, mAh.
+    """
     figure = Figure(figsize=(16, 3.6), layout="constrained")
     FigureCanvasAgg(figure)
     ct, spectrum_axes, profile_axes, emf_axes, trend = figure.subplots(1, 5)
-    if analysis.xct:
-        latest = analysis.xct[-1]
+    if xct:
+        latest = xct[-1]
         rows = latest.masks[config.region_component].any(axis=(1, 2)).nonzero()[0]
         row = int(rows.mean()) if rows.size else latest.volume_per_m.shape[0] // 2
         image = ct.imshow(latest.volume_per_m[row], cmap="gray")
@@ -73,7 +93,7 @@ def write_summary(analysis: XcsctAnalysis, path: Path) -> None:
         figure.colorbar(image, ax=emf_axes, label="EMF")
         _scale_bar(emf_axes, _XCS_PIXEL_MM, 80)
         emf_axes.set_title(f"EMF, scan {results['scan'][-1]}, z = {results['position_mm'][-1]:.2f} mm")
-        trend.errorbar(analysis.capacity_mah, results["emf_cathode"], yerr=results["emf_cathode_sigma"], fmt="o")
+        trend.errorbar(capacity_mah, results["emf_cathode"], yerr=results["emf_cathode_sigma"], fmt="o")
     spectrum_axes.set(xlabel="energy (keV)", ylabel="counts per 0.2 keV", title="region spectrum", xlim=(40, 130))
     profile_axes.set(xlabel="p_z (a.u.)", ylabel="J(p_z) (arb. units per a.u.)", title="Compton profile")
     emf_axes.set(xlabel="x (px)", ylabel="y (px)")

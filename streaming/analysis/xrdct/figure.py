@@ -1,5 +1,9 @@
-"""PNG summary of an XRD-CT run (:func:`write_summary_figure`): the sinogram at one 2θ, the
-reconstruction at that 2θ, the voxel-averaged pattern, each phase map and each lattice map.
+"""PNG figures of an XRD-CT run, drawn from its results (arrays and the maps' dataclass).
+
+- :func:`write_summary_figure`: one scan: the sinogram at one 2θ, the reconstruction at that
+  2θ, the voxel-averaged pattern, each phase map and each lattice map.
+- :func:`write_series_figure`: an operando series: each lattice map's mean against capacity,
+  and the cell voltage at each scan.
 
 Drawn on matplotlib's Agg canvas directly (no pyplot, no global backend), so a consumer
 thread can write it. Images are in mm (pixel = translation step), with a scale bar.
@@ -18,7 +22,7 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .analysis import XrdctAnalysis, XrdctScan
+    from streaming.processing.maps import XrdctMaps
 
 __all__ = ["write_series_figure", "write_summary_figure"]
 
@@ -47,36 +51,64 @@ def _image(figure: Figure, axes: Axes, image: np.ndarray, extent_mm: float, *, t
     axes.set(title=title, xlabel="x (mm)", ylabel="y (mm)")
 
 
-def write_summary_figure(analysis: XrdctAnalysis, scan: XrdctScan, path: Path) -> None:
-    """Write the summary of ``scan`` of ``analysis`` (after the scan's ``finish``) to ``path``."""
-    reconstruction, radial = scan.reconstruction, analysis.radial_deg
+def write_summary_figure(
+    path: Path,
+    *,
+    sinogram: np.ndarray,
+    reconstruction: np.ndarray,
+    maps: XrdctMaps,
+    radial_deg: np.ndarray,
+    angles_deg: np.ndarray,
+    translations_mm: np.ndarray,
+    center_px: float,
+    channel_deg: float | None = None,
+    title: str | None = None,
+) -> None:
+    """Write the summary of one scan to ``path``.
+
+    Parameters
+    ----------
+    sinogram : ndarray, shape (n_angles, n_translations, n_radial)
+        The scan's patterns as placed.
+    reconstruction : ndarray, shape (n_y, n_x, n_radial)
+    maps : XrdctMaps
+        The scan's phase and lattice maps.
+    radial_deg, angles_deg, translations_mm : ndarray
+        2θ of the channels (deg), rotation angles (deg), translation positions (mm).
+    center_px : float
+        The reconstruction's centre of rotation (translation-index units).
+    channel_deg : float or None
+        2θ of the channel shown; None for the strongest of the mean voxel pattern.
+    title : str or None
+        Drawn above the panels (a series' scan number).
+    """
+    radial = radial_deg
     mean_pattern = np.nanmean(reconstruction, axis=(0, 1))
-    if analysis.config.figure_channel_deg is None:
+    if channel_deg is None:
         channel = int(np.nanargmax(mean_pattern))
     else:
-        channel = int(np.argmin(np.abs(radial - analysis.config.figure_channel_deg)))
-    phases = scan.maps.phases.weights if scan.maps.phases is not None else {}
-    lattices = scan.maps.lattices
+        channel = int(np.argmin(np.abs(radial - channel_deg)))
+    phases = maps.phases.weights if maps.phases is not None else {}
+    lattices = maps.lattices
     n_panels = 3 + len(phases) + len(lattices)
     n_columns = min(4, n_panels)
     n_rows = math.ceil(n_panels / n_columns)
     figure = Figure(figsize=(4.2 * n_columns, 3.6 * n_rows), layout="constrained")
     FigureCanvasAgg(figure)
     panels = list(np.atleast_1d(figure.subplots(n_rows, n_columns)).ravel())
-    step_mm = float(abs(analysis.translations_mm[1] - analysis.translations_mm[0]))
+    step_mm = float(abs(translations_mm[1] - translations_mm[0]))
     extent_mm = step_mm * reconstruction.shape[1]
 
     sinogram_axes = panels.pop(0)
-    sinogram = scan.sinogram.sinogram()[:, :, channel]
-    t = analysis.translations_mm
-    shown = sinogram_axes.imshow(sinogram, aspect="auto", cmap="magma",
-                                 extent=(t[0], t[-1], analysis.angles_deg[-1], analysis.angles_deg[0]))  # fmt: skip
+    t = translations_mm
+    shown = sinogram_axes.imshow(sinogram[:, :, channel], aspect="auto", cmap="magma",
+                                 extent=(t[0], t[-1], angles_deg[-1], angles_deg[0]))  # fmt: skip
     figure.colorbar(shown, ax=sinogram_axes, label="intensity (a.u.)", shrink=0.8)
     sinogram_axes.set(title=f"sinogram at 2θ = {radial[channel]:.3f}°", xlabel="translation (mm)",
                       ylabel="rotation (°)")  # fmt: skip
 
     _image(figure, panels.pop(0), reconstruction[:, :, channel], extent_mm,
-           title=f"reconstruction at 2θ = {radial[channel]:.3f}° (COR {scan.center_px:.2f} px)",
+           title=f"reconstruction at 2θ = {radial[channel]:.3f}° (COR {center_px:.2f} px)",
            label="intensity per step (a.u.)")  # fmt: skip
 
     pattern_axes = panels.pop(0)
@@ -90,16 +122,18 @@ def write_summary_figure(analysis: XrdctAnalysis, scan: XrdctScan, path: Path) -
         _image(figure, panels.pop(0), image, extent_mm, title=f"lattice {name}", label="Å", robust=True)
     for axes in panels:
         axes.set_axis_off()
-    if analysis.is_series:
-        figure.suptitle(f"scan {scan.index}")
+    if title is not None:
+        figure.suptitle(title)
     figure.savefig(path, dpi=70)
 
 
-def write_series_figure(analysis: XrdctAnalysis, path: Path) -> None:
-    """Write the operando series of ``analysis`` (after its ``finish``) to ``path``: each
-    lattice map's mean against capacity (or scan number without potentiostat readings), and
-    the cell voltage at each scan."""
-    series = analysis.series()
+def write_series_figure(path: Path, series: dict[str, np.ndarray]) -> None:
+    """Write an operando series to ``path``: each lattice map's mean against capacity (or
+    scan number without potentiostat readings), and the cell voltage at each scan.
+
+    ``series``: the columns of :meth:`~.series.ScanSeries.columns` (``scan``, ``capacity``
+    in mAh, ``voltage`` in V, ``mean_<lattice>`` in Å).
+    """
     lattice_names = [name for name in series if name.startswith("mean_")]
     has_capacity = bool(np.isfinite(series["capacity"]).all())
     x = series["capacity"] if has_capacity else series["scan"]

@@ -18,7 +18,7 @@ import pytest
 from devices import FrameSink, parse_protocol, sim_xcsct_beamline
 from plans import operando_xcsct
 from streaming.analysis.consumer import Consumer, ConsumerThread
-from streaming.analysis.xcsct.analysis import XcsctAnalysis, XcsctAnalysisConfig, xcsct_analysis_factory
+from streaming.analysis.xcsct import XcsctAnalysis, XcsctAnalysisConfig, xcsct_analysis_factory
 from streaming.errors import ConfigError
 from streaming.processing.compton import emf
 from streaming.processing.segmentation import mask_on_xcs_grid

@@ -13,9 +13,9 @@ import pytest
 
 from devices import FrameSink, sim_xrdct_beamline
 from plans import xrdct_zigzag
-from simulators.xrdct import PRESETS
+from simulators.xrdct_presets import PRESETS
 from streaming.analysis.consumer import Consumer, ConsumerThread
-from streaming.analysis.xrdct.analysis import (
+from streaming.analysis.xrdct import (
     IntegrationWorker,
     XrdctAnalysis,
     XrdctAnalysisConfig,

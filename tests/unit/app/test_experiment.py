@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from simulators.xrdct import PRESETS, WAVELENGTH_ANGSTROM
+from simulators.xrdct_presets import PRESETS, WAVELENGTH_ANGSTROM
 
 # the demo runs ~100 s on an idle 2-core machine; the suite's 120 s per test is too close
 pytestmark = pytest.mark.timeout(600)

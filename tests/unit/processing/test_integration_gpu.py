@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from simulators.xrdct import XrdctSimulation
-from streaming.processing.integration import AzimuthalReducer, IntegrationConfig
-from streaming.processing.integration_gpu import GpuTrimmedMean
+from streaming.processing.integration import AzimuthalReducer, GpuTrimmedMean, IntegrationConfig
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 import scipy.optimize
 
 from simulators.crystal import pseudo_voigt
-from simulators.xrdct import WAVELENGTH_ANGSTROM, XrdctSimulation
+from simulators.xrdct import XrdctSimulation
+from simulators.xrdct_presets import WAVELENGTH_ANGSTROM
 from streaming.errors import ConfigError
 from streaming.processing.fbp import reconstruct
 from streaming.processing.maps import (

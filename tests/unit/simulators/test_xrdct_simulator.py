@@ -16,7 +16,8 @@ from pyFAI.calibrant import get_calibrant
 
 from simulators.cell_phantom import CylindricalCell, material_fractions
 from simulators.phases import NMC532_LATTICE_CHARGED, NMC532_LATTICE_DISCHARGED
-from simulators.xrdct import PRESETS, XrdctSimulation, pilatus_detector
+from simulators.xrdct import XrdctSimulation
+from simulators.xrdct_presets import PRESETS, pilatus_detector
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,186 @@
+"""One zigzag scan of an XRD-CT run: patterns placed by index, lines back-projected live.
+
+- :class:`XrdctScan`: the sinogram of one scan filled pattern by pattern, each completed line
+  back-projected, and at the end the final centre, reconstruction and maps.
+- :func:`scan_shape`, :func:`scan_axes`: the zigzag's shape and axes from a start document.
+
+Centre of rotation. FBP needs it before the first line is back-projected, and the data
+only give it reliably once the lines span a good part of 180°. With ``center_px`` set,
+every line is back-projected as it completes. With ``center_px=None`` the live
+reconstruction waits until half of the lines are in, starts from a preliminary estimate
+(centre-of-mass sinusoid of those lines) and back-projects them and every later line; at the
+end the centre is estimated again from all lines and, if it moved by more than
+``recenter_tolerance_px`` (or the live image held only some channels), the final
+reconstruction is made again in one batch with the final centre. Otherwise the live image
+*is* the final one (incremental and batch FBP are the same sums; they differ by float32
+summation order only). Either way the file holds a reconstruction made with the recorded
+centre.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from streaming.errors import ConfigError
+from streaming.processing.fbp import IncrementalFBP, reconstruct
+from streaming.processing.maps import XrdctMaps, compute_maps
+from streaming.processing.sinogram import (
+    SinogramBuilder,
+    estimate_center_of_rotation,
+    interpolate_missing,
+    subtract_air,
+)
+
+from .config import XrdctAnalysisConfig
+
+__all__ = ["XrdctScan", "scan_axes", "scan_shape"]
+
+
+def scan_shape(start: dict[str, Any]) -> tuple[int, int]:
+    """``(n_angles, n_translations)`` of the zigzag, from the start document's ``shape``."""
+    shape = start.get("shape")
+    if not (isinstance(shape, list | tuple) and len(shape) == 2 and all(isinstance(n, int) and n > 0 for n in shape)):
+        raise ConfigError(f"xrdct_analysis: start document shape must be [n_angles, n_translations], got {shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def scan_axes(start: dict[str, Any], n_angles: int, n_translations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation angles (deg) and translation positions (mm) of the zigzag, as the plan makes them."""
+    angle_range, translation_range = start.get("extents", [[0.0, 180.0], [0.0, float(n_translations - 1)]])
+    angles_deg = np.linspace(float(angle_range[0]), float(angle_range[1]), n_angles, endpoint=False)
+    translations_mm = np.linspace(float(translation_range[0]), float(translation_range[1]), n_translations)
+    return angles_deg, translations_mm
+
+
+class XrdctScan:
+    """One zigzag scan of a run: patterns placed by index, each completed line back-projected,
+    and at the end the final centre, reconstruction and maps (see the module docstring).
+
+    Parameters
+    ----------
+    index : int
+        The scan's index in its run (the frames' ``scan`` index; 0 for a single scan).
+    config : XrdctAnalysisConfig
+    angles_deg, translations_mm : ndarray
+        The zigzag's rotation angles (deg) and translation positions (mm).
+    """
+
+    def __init__(self, index: int, config: XrdctAnalysisConfig, angles_deg: np.ndarray,
+                 translations_mm: np.ndarray) -> None:  # fmt: skip
+        self.index = index
+        self.config = config
+        self.angles_deg, self.translations_mm = angles_deg, translations_mm
+        self.n_angles, self.n_translations = angles_deg.size, translations_mm.size
+        self.sinogram = SinogramBuilder(
+            self.n_angles, self.n_translations, config.integration.n_radial, angles_deg=angles_deg,
+            air_edge_px=config.air_edge_px,
+        )  # fmt: skip
+        self.fbp: IncrementalFBP | None = None
+        self.preliminary_center_px: float | None = None
+        if config.center_px is not None:
+            self._start_fbp(float(config.center_px))
+        self.time_sum_s = 0.0  # of the frames' time stamps: the scan's mean time
+        self.center_px: float | None = None
+        self.reconstruction: np.ndarray | None = None
+        self.maps: XrdctMaps | None = None
+        self.reconstructed_live = False
+
+    @property
+    def mean_time_s(self) -> float:
+        """Mean time stamp of the scan's frames (s since the epoch)."""
+        return self.time_sum_s / self.sinogram.n_filled if self.sinogram.n_filled else math.nan
+
+    def add(
+        self, angle: int, translation: int, pattern: np.ndarray, timestamp_s: float, monitor: float | None = None
+    ) -> None:
+        """Place one pattern (divided by the beam ``monitor`` reading, if given); back-project
+        its line once the line is complete."""
+        self.time_sum_s += timestamp_s
+        for line in self.sinogram.add(angle, translation, pattern, monitor=monitor):
+            self._line_done(line)
+
+    def _start_fbp(self, center_px: float) -> None:
+        channels = None if self.config.live_channels is None else np.array(self.config.live_channels)
+        self.fbp = IncrementalFBP(self.n_translations, self.angles_deg, center_px=center_px, channels=channels,
+                                  filter_name=self.config.filter_name)  # fmt: skip
+
+    def _line_done(self, angle_index: int) -> None:
+        if self.fbp is None:
+            done = self.sinogram.completed_lines
+            if done.size < max(3, self.n_angles // 2):
+                return
+            # half of the lines span ~90°: enough for a preliminary centre (see the module docstring)
+            self.preliminary_center_px = self.sinogram.estimate_center_px()
+            self._start_fbp(self.preliminary_center_px)
+            for line in done:
+                self.fbp.add_line(int(line), self.sinogram.air_corrected_line(int(line)))
+            return
+        self.fbp.add_line(angle_index, self.sinogram.air_corrected_line(angle_index))
+
+    @property
+    def n_interpolated(self) -> int:
+        """Patterns that never arrived, interpolated from their neighbours when reconstructed."""
+        return self.n_angles * self.n_translations - self.sinogram.n_filled
+
+    def corrected_sinogram(self) -> np.ndarray:
+        """The sinogram with missing patterns interpolated (:func:`interpolate_missing`) and
+        the air scatter of its edges subtracted: what is reconstructed."""
+        sinogram = self.sinogram.sinogram()
+        if self.n_interpolated:
+            sinogram = interpolate_missing(sinogram, self.sinogram.filled)
+        return subtract_air(sinogram, self.config.air_edge_px) if self.config.air_edge_px else sinogram
+
+    def finish(self, radial_deg: np.ndarray, wavelength_angstrom: float) -> None:
+        """Final centre, reconstruction (the live one when it used that centre) and maps."""
+        corrected = self.corrected_sinogram()
+        if self.config.center_px is not None:
+            self.center_px = float(self.config.center_px)
+        else:
+            self.center_px = estimate_center_of_rotation(corrected.sum(axis=2), self.angles_deg)
+        live_is_final = (
+            self.fbp is not None and self.fbp.complete and self.config.live_channels is None
+            and abs(self.fbp.center_px - self.center_px) <= self.config.recenter_tolerance_px
+        )  # fmt: skip
+        if live_is_final:
+            self.reconstruction = self.fbp.image()
+        else:
+            self.reconstruction = reconstruct(corrected, self.angles_deg, center_px=self.center_px,
+                                              filter_name=self.config.filter_name)  # fmt: skip
+        self.fbp = None  # its image is the reconstruction now, or was replaced: free it
+        self.reconstructed_live = live_is_final
+        self.maps = compute_maps(self.reconstruction, radial_deg, self.config.maps,
+                                 wavelength_angstrom=wavelength_angstrom)  # fmt: skip
+
+    def mean_lattices(self) -> dict[str, float]:
+        """Each lattice map's mean over the voxels where its peak was fitted (Å)."""
+        return {name: float(np.nanmean(image)) if np.isfinite(image).any() else math.nan
+                for name, image in self.maps.lattices.items()}  # fmt: skip
+
+    def results(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """What is written per scan: dataset path -> (data, attributes)."""
+        maps = self.maps
+        results: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
+            "sinogram": (self.sinogram.sinogram(), {"axes": "angles,translations,radial",
+                                                    "note": "integrated patterns as placed, before air subtraction"}),
+            "filled": (self.sinogram.filled.astype(np.uint8), {}),
+            "reconstruction": (self.reconstruction, {"axes": "y,x,radial",
+                                                     "units": "intensity per translation step of path"}),
+        }  # fmt: skip
+        for name, image in maps.intensities.items():
+            results[f"intensity_maps/{name}"] = (image, {"units": "intensity x deg"})
+        if maps.phases is not None:
+            for name, image in maps.phases.weights.items():
+                results[f"phase_maps/{name}"] = (image, {"units": "reference units (∝ volume fraction)"})
+            results["phase_maps_residual"] = (maps.phases.relative_residual, {"units": "1"})
+        for peak in self.config.maps.lattice_peaks:
+            fit = maps.peak_fits[peak.name]
+            results[f"lattice_maps/{peak.name}"] = (maps.lattices[peak.name], {
+                "units": "angstrom", "window_deg": np.array(peak.window_deg), "lattice_per_d": peak.lattice_per_d,
+                "eta": peak.eta})  # fmt: skip
+            results[f"peak_fits/{peak.name}/center"] = (fit.center_deg, {"units": "deg"})
+            results[f"peak_fits/{peak.name}/fwhm"] = (fit.fwhm_deg, {"units": "deg"})
+            results[f"peak_fits/{peak.name}/area"] = (fit.area, {"units": "intensity x deg"})
+        return results

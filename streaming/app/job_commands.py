@@ -1,0 +1,89 @@
+"""The ``operando`` commands of the main job: ``demo`` and ``bench``.
+
+- :func:`cmd_demo`: a simulated operando experiment (plans, recorder and live analyses), or
+  the synthetic stream, record, replay and compare demo.
+- :func:`cmd_bench`: run the benchmarks of ``benchmarks/`` and tabulate their ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from streaming.errors import ConfigError
+from streaming.store.runreader import RunFileReader
+
+from .bench import benchmark_modules, ratio_rows, run_benchmark
+from .config import load_config
+from .data_commands import format_summary
+
+__all__ = ["cmd_bench", "cmd_demo"]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    root = Path.cwd()
+    available = benchmark_modules(root)
+    if args.list:
+        print("\n".join(available))
+        return 0
+    unknown = sorted(set(args.names) - set(available))
+    if unknown:
+        raise ConfigError(f"bench: unknown benchmark(s) {unknown}; available: {available}")
+    failed = []
+    for name in [] if args.no_run else args.names or available:
+        print(f"== benchmark {name}", flush=True)
+        if run_benchmark(root, name) != 0:
+            failed.append(name)
+    rows = ratio_rows(root / "benchmarks" / "results")
+    if args.json:
+        print(json.dumps([{"benchmark": b, "metric": m, "ratio": v} for b, m, v in rows], indent=2))
+    else:
+        width = max((len(m) for _, m, _ in rows), default=6)
+        print(f"{'benchmark':<20}{'metric':<{width + 2}}{'ratio':>10}")
+        for benchmark, metric, value in rows:
+            print(f"{benchmark:<20}{metric:<{width + 2}}{value:>10.2f}")
+    if failed:
+        print(f"operando bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .experiment import MODES, run_experiment  # bluesky and the simulators: only here
+
+    if args.mode == "synthetic":
+        return _demo_synthetic(args.out or Path("demo-output"))
+    overrides = list(args.set)
+    if args.preset:
+        overrides.append(f"xrdct.preset={args.preset!r}")
+    if args.out:
+        overrides.append(f"out_dir={str(args.out)!r}")
+    config = load_config(args.config, overrides)
+    modes = MODES if args.mode == "all" else (args.mode,)
+    print(f"operando demo {args.mode}: XRD-CT preset {config.xrdct.preset}, output in {config.out_dir}", flush=True)
+    result = run_experiment(modes, config, progress_file=sys.stderr, table_file=sys.stdout)
+    for mode in modes:
+        print(f"\n{mode}: {result.elapsed_s[mode]:.1f} s")
+        with RunFileReader(result.run_files[mode]) as reader:
+            print(format_summary(reader.summary()))
+        for line in result.reports.get(mode, []):
+            print(f"  {line}")
+    return 0
+
+
+def _demo_synthetic(out: Path) -> int:
+    from .demo import run_demo
+
+    print("streaming a simulated zigzag scan (20 angles x 32 translations, 256 x 256 frames) ...", flush=True)
+    result = run_demo(out)
+    print(
+        f"recorded in {result.stream_s:.2f} s; replayed at full speed in {result.replay_stats.elapsed_s:.2f} s "
+        f"({result.replay_stats.frames_sent / max(result.replay_stats.elapsed_s, 1e-9):.0f} frames/s)"
+    )
+    print("replayed recording is identical to the original (documents equal, frames bit-identical)\n")
+    for path in (result.recorded, result.rerecorded):
+        with RunFileReader(path) as reader:
+            print(format_summary(reader.summary()))
+    return 0

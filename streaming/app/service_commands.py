@@ -1,0 +1,137 @@
+"""The ``operando`` commands of the analysis services: ``analyze``, ``consume``, ``distribute``, ``integrate``.
+
+- :func:`cmd_analyze`: a recorded run through fresh analyses, with new parameters.
+- :func:`cmd_consume`: the live analyses as a service, on every run on the channels.
+- :func:`cmd_distribute`: a detector's frames handed round-robin to integration workers.
+- :func:`cmd_integrate`: an XRD-CT integration worker, pushing patterns to the builder.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from streaming.errors import ConfigError
+from streaming.store.runreader import RunFileReader
+from streaming.wire.transport import FramePublisher
+
+from .config import load_config
+from .data_commands import stop_on_signals
+
+if TYPE_CHECKING:
+    from streaming.analysis.consumer import Consumer
+
+__all__ = ["cmd_analyze", "cmd_consume", "cmd_distribute", "cmd_integrate"]
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analyses import default_analyses
+    from .experiment import analyze_run
+
+    if not args.file.is_file():
+        raise FileNotFoundError(f"no such file: {args.file}")
+    out = args.out or args.file.parent
+    overrides = [f"out_dir={str(out)!r}"]
+    beside_the_run = args.file.parent / "calibration"
+    if not (out / "calibration").is_dir() and beside_the_run.is_dir():
+        overrides.append(f"xcsct.calibration_dir={str(beside_the_run)!r}")  # the run's own, unless set
+    with RunFileReader(args.file) as reader:
+        start = next((doc for name, doc, *_ in reader.documents() if name == "start"), {})
+    simulated = start.get("simulation", {}).get("xrdct_preset")
+    if simulated is not None:  # the simulated detector the run had (a --set still wins)
+        overrides.append(f"xrdct.preset={simulated!r}")
+    config = load_config(args.config, [*overrides, *args.set])
+    analyses = default_analyses(config)
+    if not analyses:
+        raise ConfigError("analyze: no live analysis is configured for this run")
+    finished = analyze_run(args.file, analyses)
+    print(f"analysed {args.file}: {len(finished)} analysis result(s) in {out}")
+    for analysis in finished:
+        for line in getattr(analysis, "report", lambda: [])():
+            print(f"  {line}")
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    from streaming.analysis.consumer import Consumer, ConsumerThread
+
+    from .analyses import default_analyses
+
+    overrides = [*args.set, *([f"out_dir={str(args.out)!r}"] if args.out else [])]
+    config = load_config(args.config, overrides)
+    analyses = default_analyses(config)
+    modes = [mode for mode in analyses if args.mode in ("all", mode)]
+    if not modes:
+        raise ConfigError(f"consume: no {args.mode} analysis is configured (XCS-CT needs the HEXITEC calibration "
+                          f"in {config.out_dir}/calibration)")  # fmt: skip
+    stop = stop_on_signals()
+    threads = []
+    for mode in modes:
+        if mode == "xrdct" and args.patterns:  # patterns from integration workers, fanned in here
+            frames = {"frame_address": args.patterns, "frame_pattern": "pull", "frame_bind": True}
+        else:
+            frames = {"frame_address": args.frames}
+        threads.append(ConsumerThread(Consumer(analyses[mode], document_address=args.docs, **frames)))
+    sources = args.frames
+    if args.patterns and "xrdct" in modes:
+        bound = threads[modes.index("xrdct")].consumer.frames.address
+        sources = f"{args.frames} (XRD-CT patterns on {bound})"
+    print(f"{', '.join(modes)} analyses of the runs on {args.docs} and {sources}, results in {config.out_dir}",
+          flush=True)  # fmt: skip
+
+    def report_finished() -> None:
+        for thread in threads:
+            finished = thread.consumer.finished
+            while finished:
+                analysis = finished.pop(0)
+                print(f"run {analysis.start['uid']}:", flush=True)
+                for line in getattr(analysis, "report", list)():
+                    print(f"  {line}", flush=True)
+
+    try:
+        while not stop.wait(0.2):
+            report_finished()
+    finally:
+        for thread in threads:
+            thread.stop()
+        report_finished()
+    return 0
+
+
+def cmd_distribute(args: argparse.Namespace) -> int:
+    from streaming.analysis.distribute import FrameDistributor
+
+    stop = stop_on_signals()
+    with FrameDistributor(args.frames, args.workers, streams=(args.stream,)) as distributor:
+        print(f"handing {args.stream} frames from {args.frames} to the workers on {distributor.address}", flush=True)
+        distributor.run(stop)
+        print(f"forwarded {distributor.n_forwarded} frames", flush=True)
+    return 0
+
+
+def cmd_integrate(args: argparse.Namespace) -> int:
+    from streaming.analysis.consumer import Consumer
+    from streaming.analysis.xrdct import IntegrationWorker
+
+    from .analyses import xrdct_analysis_config
+
+    config = xrdct_analysis_config(load_config(args.config, args.set))
+    stop = stop_on_signals()
+    with FramePublisher(args.to, pattern="push", bind=False) as patterns:
+        consumer = Consumer(IntegrationWorker(config, patterns, stop=stop), document_address=args.docs,
+                            frame_address=args.frames, frame_pattern="pull")  # fmt: skip
+        print(f"integrating the frames of {args.frames} into patterns for {args.to}", flush=True)
+        try:
+            while not stop.is_set():
+                consumer.poll()
+                _report_integrated(consumer)
+        finally:
+            consumer.close()  # finishes the runs in progress
+            _report_integrated(consumer)
+    return 0
+
+
+def _report_integrated(consumer: Consumer) -> None:
+    for run in consumer.finished:
+        print(f"run {run.start['uid']}: integrated {run.n_frames} frames", flush=True)
+    consumer.finished.clear()  # a worker keeps nothing of a finished run
