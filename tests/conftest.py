@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from zmq.utils import garbage as zmq_garbage
 
 from simulators.synthetic import SyntheticRun
 from streaming.app.demo import publish_synthetic_run
@@ -31,11 +33,19 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0, interval_
         time.sleep(interval_s)
 
 
+def _open_contexts() -> list[zmq.Context]:
+    """ZeroMQ contexts not terminated (publishers own one each, and terminate it on close),
+    but pyzmq's own: its zero-copy garbage collector's, started once per process."""
+    return [o for o in gc.get_objects()
+            if isinstance(o, zmq.Context) and not o.closed and o is not zmq_garbage.gc._context]  # fmt: skip
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_sockets_or_threads() -> Iterator[None]:
-    """Fail a test that leaves ZeroMQ sockets open or threads running."""
+    """Fail a test that leaves ZeroMQ sockets open (publishers: their contexts) or threads running."""
     context = zmq.Context.instance()
     sockets_before = {id(s) for s in context._sockets if not s.closed}
+    contexts_before = {id(c) for c in _open_contexts()}
     threads_before = set(threading.enumerate())
     yield
     deadline = time.monotonic() + 5.0
@@ -46,11 +56,13 @@ def no_leaked_sockets_or_threads() -> Iterator[None]:
             if t not in threads_before and t.is_alive() and type(t).__name__ not in _PROCESS_WIDE_THREADS
         ]
         leaked_sockets = [s for s in context._sockets if not s.closed and id(s) not in sockets_before]
-        if not (leaked_threads or leaked_sockets) or time.monotonic() > deadline:
+        leaked_contexts = [c for c in _open_contexts() if id(c) not in contexts_before]
+        if not (leaked_threads or leaked_sockets or leaked_contexts) or time.monotonic() > deadline:
             break
         time.sleep(0.02)
     assert not leaked_threads, f"threads left running: {leaked_threads}"
     assert not leaked_sockets, f"sockets left open: {leaked_sockets}"
+    assert not leaked_contexts, f"publishers left open (their contexts): {leaked_contexts}"
 
 
 @pytest.fixture

@@ -9,6 +9,9 @@ documents announced has arrived (frames and documents travel on separate sockets
 either order), or ``linger_s`` after the stop document if frames were lost on the way.
 
 Frames that arrive before their run's start document wait (bounded by ``max_pending``).
+Once a run is over, the consumer confirms to the publishers what it received of it (documents,
+frames per stream; :mod:`streaming.wire.receipts`), or at its start that it takes no part
+in it, so that a replay can tell that everything it sent arrived.
 Replays (:mod:`streaming.store.replay`) go through the same sockets, so a replayed run gives the
 same results as the live one. An analysis that raises is logged and counted; the consumer
 goes on with the next message.
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from streaming.wire.protocol import Frame
+from streaming.wire.receipts import receiver_name
 from streaming.wire.transport import (
     DEFAULT_DOCUMENT_ADDRESS,
     DEFAULT_FRAME_ADDRESS,
@@ -63,6 +67,8 @@ class _Run:
         self.resources: dict[str, str] = {}  # stream resource uid -> frame stream
         self.expected: Counter[str] = Counter()  # frames announced per stream
         self.received: Counter[str] = Counter()
+        self.n_documents = 1  # the start
+        self.frames_by_stream: Counter[str] = Counter()  # as received, for the run's receipt
 
     @property
     def all_frames_in(self) -> bool:
@@ -108,8 +114,10 @@ class Consumer:
         max_per_poll: int = 10_000,
     ) -> None:
         self.make_analysis = make_analysis
-        self.documents = DocumentSubscriber(document_address)
-        self.frames = FrameSubscriber(frame_address, pattern=frame_pattern, streams=streams, bind=frame_bind)
+        self.name = receiver_name("consumer")
+        self.documents = DocumentSubscriber(document_address, receiver=self.name)
+        self.frames = FrameSubscriber(frame_address, pattern=frame_pattern, streams=streams, bind=frame_bind,
+                                      receiver=self.name)  # fmt: skip
         # a PULL that connects is a worker taking a share: the announced counts are not its own
         self._takes_a_share = frame_pattern == "pull" and not frame_bind
         self.linger_s = linger_s
@@ -175,6 +183,8 @@ class Consumer:
             analysis = self.make_analysis(doc)
             if analysis is None:
                 self._ignored.add(doc["uid"])
+                self.documents.confirm(doc["uid"], ignored=True)
+                self.frames.confirm(doc["uid"], ignored=True)
                 return
             self._runs[doc["uid"]] = _Run(analysis, doc)
             waiting = [f for f in self._pending if f.header.run_uid == doc["uid"]]
@@ -185,6 +195,7 @@ class Consumer:
         run = self._run_of(doc)
         if run is None:
             return
+        run.n_documents += 1
         if name == "descriptor":
             run.descriptors.add(doc["uid"])
         elif name == "stream_resource":
@@ -218,6 +229,7 @@ class Consumer:
         # a derived stream ("pilatus.integrated": one result per frame of "pilatus", made by
         # workers) counts towards the frames its source announced
         run.received[frame.header.stream.split(".", 1)[0]] += 1
+        run.frames_by_stream[frame.header.stream] += 1
         run.last_frame_at = time.monotonic()
         if frame.header.stream in run.analysis.streams:
             run.analysis.frame(frame)
@@ -236,6 +248,8 @@ class Consumer:
         if not run.all_frames_in and not self._takes_a_share:
             missing = {s: n - run.received[s] for s, n in run.expected.items() if run.received[s] < n}
             logger.warning("run %s finished with frames missing: %s", uid[:8], missing)
+        self.documents.confirm(uid, documents=run.n_documents)
+        self.frames.confirm(uid, frames=run.frames_by_stream)
         try:
             run.analysis.finish(run.stop)
         except Exception:

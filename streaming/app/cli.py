@@ -75,6 +75,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "distributor's workers take documents, not frames)"
     )  # fmt: skip
     replay_cmd.add_argument("--wait", type=float, default=30.0, metavar="S", help="how long to wait for them")
+    replay_cmd.add_argument("--confirm-timeout", type=float, default=120.0, metavar="S",
+                            help="how long to wait at the end for the receivers' receipts of what they "
+                                 "received (default 120)")  # fmt: skip
 
     info = commands.add_parser("info", help="runs, streams, frame counts, gaps and sizes of run files")
     info.add_argument("files", type=Path, nargs="+")

@@ -1,7 +1,8 @@
 """The ``operando`` commands on run files and the channels: ``record``, ``replay``, ``info``, ``simulate``.
 
 - :func:`cmd_record`: the recorder service, every run on the channels to HDF5.
-- :func:`cmd_replay`: re-emit a recorded run on the channels.
+- :func:`cmd_replay`: re-emit a recorded run on the channels, and say what each receiver
+  confirmed it received (exit status 1 when a receiver lacks something or did not confirm).
 - :func:`cmd_info`: what run files hold; :func:`format_summary` writes one run's summary.
 - :func:`cmd_simulate`: a simulated cell's calibration files and ground truth.
 - :func:`stop_on_signals`: an event set by Ctrl-C/SIGTERM, which ends a service command.
@@ -11,17 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import threading
 from dataclasses import asdict
 
 from streaming.errors import ConfigError
 from streaming.store.recorder import Recorder, RecorderConfig
-from streaming.store.replay import ReplayConfig, replay
+from streaming.store.replay import ReplayConfig, confirm_delivery, replay
 from streaming.store.runreader import RunFileReader, RunSummary
 from streaming.wire.transport import DocumentPublisher, FramePublisher
 
 __all__ = ["cmd_info", "cmd_record", "cmd_replay", "cmd_simulate", "format_summary", "stop_on_signals"]
+
+logger = logging.getLogger(__name__)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -44,6 +48,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     config = ReplayConfig(speed=None if args.fast else args.speed, start_s=args.start, stop_s=args.stop)
+    # closing the publishers returns once their queues have left (streaming.wire.endpoint)
     with (
         RunFileReader(args.file) as reader,
         DocumentPublisher(args.docs, block_when_full=True) as documents,
@@ -55,12 +60,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
         documents.wait_for_subscribers(args.subscribers, args.wait)
         frames.wait_for_subscribers(n_frames, args.wait)
         stats = replay(reader, documents, frames, config)
-    rate = stats.frames_sent / stats.elapsed_s if stats.elapsed_s else float("inf")
-    print(
-        f"replayed {stats.documents_sent} documents and {stats.frames_sent} frames "
-        f"({stats.bytes_sent / 1e6:.1f} MB) in {stats.elapsed_s:.2f} s, {rate:.0f} frames/s"
-    )
-    return 0
+        rate = stats.frames_sent / stats.elapsed_s if stats.elapsed_s else float("inf")
+        print(
+            f"replayed {stats.documents_sent} documents and {stats.frames_sent} frames "
+            f"({stats.bytes_sent / 1e6:.1f} MB) in {stats.elapsed_s:.2f} s, {rate:.0f} frames/s",
+            flush=True,
+        )
+        delivery = confirm_delivery(stats, documents, frames, timeout_s=args.confirm_timeout)
+    for line in delivery.lines():
+        print(f"  {line}")
+    if delivery.undelivered:
+        logger.error("%d documents and frames sent did not reach a receiver that confirmed", delivery.undelivered)
+    if delivery.unconfirmed:
+        logger.error("%d receiver(s) sent no receipt within %g s", len(delivery.unconfirmed), args.confirm_timeout)
+    return 0 if delivery.complete else 1
 
 
 def format_summary(summary: RunSummary) -> str:

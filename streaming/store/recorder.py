@@ -16,7 +16,9 @@ bytes) and are written once it comes, or into a file of their own. After a stop 
 file stays open ``linger_s`` seconds for late frames; a frame or document that arrives later
 still reopens the file and is appended, never dropped. A start document for a run already
 recorded and closed (a replay of it) starts a new file. A message that cannot be written is
-logged and counted (``write_errors``); it does not end the recording.
+logged and counted (``write_errors``); it does not end the recording. When a run's file
+closes, the recorder confirms to the publishers what it recorded of the run (documents,
+frames per stream; :mod:`streaming.wire.receipts`).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zmq
 
 from streaming.wire.protocol import Frame
+from streaming.wire.receipts import receiver_name
 from streaming.wire.transport import DocumentSubscriber, FrameSubscriber
 
 from .filenames import run_file_name
@@ -54,6 +57,14 @@ class _Rejections:
 
     def __sub__(self, earlier: _Rejections) -> _Rejections:
         return _Rejections(self.by_field - earlier.by_field, self.by_stream - earlier.by_stream)
+
+
+@dataclass
+class _Recorded:
+    """What a run's file holds, for the run's receipt (continued when a file is reopened)."""
+
+    documents: int = 0
+    frames: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -93,10 +104,10 @@ class Recorder:
         config.out_dir.mkdir(parents=True, exist_ok=True)
         self._clock = clock  # receipt time stamps (s since the epoch)
         self._monotonic = monotonic  # timers: linger, pending, flush (immune to clock steps)
-        self.documents = DocumentSubscriber(config.document_address, context=context)
-        self.frames = FrameSubscriber(
-            config.frame_address, context=context, hwm=config.frame_hwm, max_frame_bytes=config.max_frame_bytes
-        )
+        name = receiver_name("recorder")
+        self.documents = DocumentSubscriber(config.document_address, context=context, receiver=name)
+        self.frames = FrameSubscriber(config.frame_address, context=context, hwm=config.frame_hwm,
+                                      max_frame_bytes=config.max_frame_bytes, receiver=name)  # fmt: skip
         self._poller = zmq.Poller()
         self._poller.register(self.documents.socket, zmq.POLLIN)
         self._poller.register(self.frames.socket, zmq.POLLIN)
@@ -112,6 +123,7 @@ class Recorder:
         # rejected-message counts when each run opened; kept (with the sequence counters) after
         # a run closes, so that a reopened file's diagnostics continue rather than restart
         self._rejections_at_open: dict[str, _Rejections] = {}
+        self._recorded: dict[str, _Recorded] = {}
         self.unroutable_documents = 0
         self.closed = False
         self.failure: BaseException | None = None
@@ -190,6 +202,7 @@ class Recorder:
             del self.files[run_uid]
             self.closed_runs.discard(run_uid)
             self._rejections_at_open.pop(run_uid, None)
+            self._recorded.pop(run_uid, None)
             if self.frames.sequences is not None:
                 self.frames.sequences.restart(run_uid)
         if name == "start" and run_uid not in self.files:
@@ -197,6 +210,7 @@ class Recorder:
         else:
             run = self._open_run(run_uid, now)
             run.writer.add_document(name, doc, recv_time=now, arrival=self._next_arrival())
+            self._recorded[run_uid].documents += 1
         run.last_activity = self._monotonic()
         if name == "stop":
             run.stopped = True
@@ -212,6 +226,7 @@ class Recorder:
             return
         run = self._open_run(run_uid, now)
         run.writer.add_frame(frame.header, frame.data, recv_time=now, arrival=self._next_arrival())
+        self._recorded[run_uid].frames[frame.header.stream] += 1
         run.last_activity = self._monotonic()
 
     # -- runs -----------------------------------------------------------------------------
@@ -241,10 +256,13 @@ class Recorder:
         run = self._runs[run_uid] = _OpenRun(writer, at_open, self._monotonic(), stopped=run_uid in self.closed_runs)
         self.files[run_uid] = path
         self.closed_runs.discard(run_uid)
+        recorded = self._recorded.setdefault(run_uid, _Recorded())
         if start is not None:
             writer.add_document("start", start, recv_time=now, arrival=self._next_arrival())
+            recorded.documents += 1
         for frame, recv_time in self._router.release(run_uid):
             writer.add_frame(frame.header, frame.data, recv_time=recv_time, arrival=self._next_arrival())
+            recorded.frames[frame.header.stream] += 1
         return run
 
     def _rejections(self) -> _Rejections:
@@ -267,6 +285,9 @@ class Recorder:
         self._flush_run(run_uid, run)
         run.writer.close(end_time=self._clock())
         self.closed_runs.add(run_uid)
+        recorded = self._recorded[run_uid]
+        self.documents.confirm(run_uid, documents=recorded.documents)
+        self.frames.confirm(run_uid, frames=recorded.frames)
 
     def _housekeeping(self) -> None:
         now = self._monotonic()

@@ -1,32 +1,62 @@
 """The socket plumbing under every endpoint of :mod:`streaming.wire.transport`.
 
 - :class:`Endpoint`: one ZeroMQ socket, bound or connected, with explicit high-water marks,
-  a linger on close, context-manager support and ``RuntimeError`` on use after close.
+  a linger on close, context-manager support and ``RuntimeError`` on use after close. A
+  publisher owns its ZeroMQ context, so that closing it waits for its queue (below).
 - :class:`SubscriptionCounter`: counts the subscriptions of an XPUB socket, for the
-  readiness handshake (``wait_for_subscribers``).
+  readiness handshake (``wait_for_subscribers``), and collects its receivers' receipts
+  (:mod:`.receipts`, ``wait_for_receipts``).
+- :class:`ReceiptSender`: a SUB receiver's hello and run receipts.
+
+Why a publisher owns its context. Closing a ZeroMQ socket returns at once; its queued
+messages leave in libzmq's I/O thread, for up to the linger, only while the context lives.
+A process that exits after its last send (a replay, a worker told to stop) loses what was
+still queued when nothing waits for it, and frames sent without a copy were freed under
+libzmq while it still held them (a replay aborted in ``tcp.cpp``). Terminating the context
+waits until every socket's queue has been handed to the kernel, or its linger has run out;
+a shared process-wide context cannot be terminated by one endpoint, so publishers have one
+each (one I/O thread each) unless the caller passes one, and then the caller terminates it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import zmq
 
-from streaming.errors import ConfigError, HandshakeTimeoutError
+from streaming.errors import ConfigError, HandshakeTimeoutError, MessageDecodeError
 
-__all__ = ["Endpoint", "SubscriptionCounter", "deadline_remaining_ms"]
+from .receipts import Receipt, ReceiptBook, decode_receipt, encode_receipt, is_receipt
+
+__all__ = ["Endpoint", "ReceiptSender", "SubscriptionCounter", "deadline_remaining_ms"]
+
+logger = logging.getLogger(__name__)
 
 
 class Endpoint:
-    """One socket, bound or connected, with explicit high-water mark and clean close."""
+    """One socket, bound or connected, with explicit high-water mark and clean close.
+
+    ``own_context``: without a ``context``, make one for this socket alone and terminate it on
+    :meth:`close` (publishers: see the module docstring); otherwise the process-wide instance.
+    """
 
     def __init__(
-        self, socket_type: int, address: str, *, bind: bool, hwm: int, context: zmq.Context | None, linger_s: float
+        self,
+        socket_type: int,
+        address: str,
+        *,
+        bind: bool,
+        hwm: int,
+        context: zmq.Context | None,
+        linger_s: float,
+        own_context: bool = False,
     ) -> None:
         if hwm < 0:
             raise ValueError(f"hwm must be >= 0, got {hwm}")
-        self._context = context if context is not None else zmq.Context.instance()
+        self._owned_context = zmq.Context() if context is None and own_context else None
+        self._context = context or self._owned_context or zmq.Context.instance()
         self.socket = self._context.socket(socket_type)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         self.socket.setsockopt(zmq.RCVHWM, hwm)
@@ -42,6 +72,8 @@ class Endpoint:
                 self.address = address
         except zmq.ZMQError as exc:
             self.socket.close(linger=0)
+            if self._owned_context is not None:
+                self._owned_context.term()
             raise ConfigError(f"endpoint {address!r}: cannot {'bind' if bind else 'connect'} ({exc})") from exc
         self.bound = bind
 
@@ -54,10 +86,14 @@ class Endpoint:
         return self._closed
 
     def close(self, linger_s: float | None = None) -> None:
-        """Close the socket; queued outgoing messages get ``linger_s`` seconds to leave."""
+        """Close the socket; queued outgoing messages get ``linger_s`` seconds to leave (by
+        default the linger it was made with). With a context of its own, return only once
+        they have left (handed to the kernel) or the linger has run out."""
         if not self._closed:
             self._closed = True
             self.socket.close(linger=None if linger_s is None else int(linger_s * 1000))
+            if self._owned_context is not None:
+                self._owned_context.term()
 
     def __enter__(self):
         return self
@@ -74,7 +110,8 @@ def deadline_remaining_ms(deadline: float | None) -> int | None:
 
 
 class SubscriptionCounter:
-    """Counts subscribers of an XPUB socket from its (un)subscribe messages."""
+    """Counts subscribers of an XPUB socket from its (un)subscribe messages, and collects the
+    receipts that ride on them (:mod:`.receipts`)."""
 
     socket: zmq.Socket
     address: str
@@ -84,18 +121,55 @@ class SubscriptionCounter:
         # XPUB_NODROP: at the high-water mark, send blocks instead of dropping the message
         self.socket.setsockopt(zmq.XPUB_NODROP, int(block_when_full))
         self._n_subscriptions = 0
+        self.receipts = ReceiptBook()
+        self.bad_receipts = 0
 
     def _drain_subscriptions(self, timeout_ms: int | None) -> None:
         while self.socket.poll(timeout_ms, zmq.POLLIN):
             message = self.socket.recv()
-            self._n_subscriptions += 1 if message[:1] == b"\x01" else -1
+            subscribed, topic = message[:1] == b"\x01", message[1:]
+            if is_receipt(topic):
+                self._on_receipt(topic, subscribed)
+            else:
+                self._n_subscriptions += 1 if subscribed else -1
             timeout_ms = 0
+
+    def _on_receipt(self, topic: bytes, subscribed: bool) -> None:
+        try:
+            receipt = decode_receipt(topic)
+        except MessageDecodeError as error:
+            self.bad_receipts += 1
+            if self.bad_receipts in (1, 10, 100) or self.bad_receipts % 1000 == 0:
+                logger.warning("malformed receipt #%d on %s skipped: %s", self.bad_receipts, self.address, error)
+            return
+        if receipt.kind == "hello":
+            self.receipts.hello(receipt, subscribed)
+        elif subscribed:  # a run receipt's withdrawal says nothing more
+            self.receipts.add(receipt)
 
     @property
     def n_subscriptions(self) -> int:
-        """Live subscriptions (a receiver subscribed to k topics counts k)."""
+        """Live subscriptions (a receiver subscribed to k topics counts k; receipts do not count)."""
         self._drain_subscriptions(0)
         return self._n_subscriptions
+
+    @property
+    def receivers(self) -> dict[str, Receipt]:
+        """Receivers connected now that confirm runs (have said hello), with their hellos."""
+        self._drain_subscriptions(0)
+        return self.receipts.receivers
+
+    def wait_for_receipts(self, run_uid: str, timeout_s: float) -> dict[str, Receipt]:
+        """Wait until every receiver connected that confirms (has said hello) has sent its
+        receipt for ``run_uid``, or ``timeout_s`` seconds; returns the receipts by receiver."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._drain_subscriptions(0)
+            receipts = self.receipts.of_run(run_uid)
+            remaining = deadline_remaining_ms(deadline)
+            if self.receipts.receivers.keys() <= receipts.keys() or remaining == 0:
+                return receipts
+            self._drain_subscriptions(min(remaining, 100))
 
     def wait_for_subscribers(self, n: int = 1, timeout_s: float = 10.0) -> None:
         """Block until at least ``n`` subscriptions are registered.
@@ -114,3 +188,30 @@ class SubscriptionCounter:
                     f"{self._n_subscriptions} of {n} subscribers connected to {self.address} within {timeout_s} s"
                 )
             self._drain_subscriptions(remaining)
+
+
+class ReceiptSender:
+    """A SUB receiver that confirms what it receives (:mod:`.receipts`): its hello is a
+    subscription held while it is connected; :meth:`confirm` sends a run's receipt."""
+
+    socket: zmq.Socket
+    receiver: str | None = None
+
+    def _init_receipts(self, receiver: str | None, *, subscriptions: int, streams: tuple[str, ...] | None) -> None:
+        self.receiver = receiver if self.socket.type == zmq.SUB else None  # PULL has no way upstream
+        if self.receiver is not None:
+            hello = Receipt(self.receiver, "hello", subscriptions=subscriptions, streams=streams)
+            self.socket.setsockopt(zmq.SUBSCRIBE, encode_receipt(hello))
+
+    def confirm(
+        self, run_uid: str, *, documents: int | None = None, frames: dict[str, int] | None = None, ignored: bool = False
+    ) -> bool:
+        """Tell the publishers what this receiver received of ``run_uid`` (or that it takes no
+        part in it, ``ignored``); False if it cannot (no receiver name, or a PULL socket)."""
+        if self.receiver is None or self.socket.closed:
+            return False
+        receipt = Receipt(self.receiver, "ignored" if ignored else "run", run_uid, documents, dict(frames or {}))
+        topic = encode_receipt(receipt)
+        self.socket.setsockopt(zmq.SUBSCRIBE, topic)
+        self.socket.setsockopt(zmq.UNSUBSCRIBE, topic)
+        return True

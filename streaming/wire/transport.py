@@ -30,7 +30,7 @@ from streaming.errors import HandshakeTimeoutError, MessageDecodeError
 
 from .diagnostics import RejectionCounter, SequenceTracker
 from .documents import DEFAULT_MAX_DOCUMENT_BYTES, decode_document, encode_document
-from .endpoint import Endpoint, SubscriptionCounter, deadline_remaining_ms
+from .endpoint import Endpoint, ReceiptSender, SubscriptionCounter, deadline_remaining_ms
 from .protocol import DEFAULT_MAX_FRAME_BYTES, Frame, FrameHeader, decode_frame, encode_frame
 
 __all__ = [
@@ -53,6 +53,7 @@ DEFAULT_FRAME_ADDRESS = "tcp://127.0.0.1:5578"
 DEFAULT_FRAME_HWM = 100
 DEFAULT_DOCUMENT_HWM = 100_000
 DEFAULT_LINGER_S = 5.0
+_RECEIVER_LINGER_S = 1.0  # a receipt sent just before close still leaves
 _HARD_SIZE_FACTOR = 4  # receive-side hard limit, in multiples of the decoding cap
 
 Pattern = Literal["pub", "push"]
@@ -76,7 +77,8 @@ class DocumentPublisher(SubscriptionCounter, Endpoint):
         At the high-water mark, wait for the slowest subscriber instead of dropping
         (replay uses this; a live source should not stall).
     context : zmq.Context, optional
-        Defaults to the process-wide instance.
+        By default its own: :meth:`close` returns once the queue has left, or ``linger_s``
+        seconds have passed (:mod:`.endpoint`). A context passed in is the caller's to end.
     """
 
     def __init__(
@@ -92,7 +94,7 @@ class DocumentPublisher(SubscriptionCounter, Endpoint):
     ) -> None:
         if not isinstance(prefix, bytes) or b" " in prefix:
             raise ValueError(f"prefix must be bytes without b' ', got {prefix!r}")
-        super().__init__(zmq.XPUB, address, bind=bind, hwm=hwm, context=context, linger_s=linger_s)
+        super().__init__(zmq.XPUB, address, bind=bind, hwm=hwm, context=context, linger_s=linger_s, own_context=True)
         self._init_subscriptions(block_when_full=block_when_full)
         self.prefix = prefix
         self.n_sent = 0
@@ -104,11 +106,12 @@ class DocumentPublisher(SubscriptionCounter, Endpoint):
         self.n_sent += 1
 
 
-class DocumentSubscriber(Endpoint):
+class DocumentSubscriber(ReceiptSender, Endpoint):
     """Receive and validate bluesky documents from the document channel.
 
     Invalid messages are counted in ``rejections`` (by field), logged at a decimating rate
-    and skipped; they never raise out of :meth:`recv`.
+    and skipped; they never raise out of :meth:`recv`. With a ``receiver`` name it confirms
+    runs to the publishers (:meth:`~.endpoint.ReceiptSender.confirm`, :mod:`.receipts`).
     """
 
     def __init__(
@@ -120,9 +123,11 @@ class DocumentSubscriber(Endpoint):
         hwm: int = DEFAULT_DOCUMENT_HWM,
         context: zmq.Context | None = None,
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+        receiver: str | None = None,
     ) -> None:
-        super().__init__(zmq.SUB, address, bind=bind, hwm=hwm, context=context, linger_s=0)
+        super().__init__(zmq.SUB, address, bind=bind, hwm=hwm, context=context, linger_s=_RECEIVER_LINGER_S)
         self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        self._init_receipts(receiver, subscriptions=1, streams=None)
         self.prefix = prefix
         self.max_document_bytes = max_document_bytes
         self.socket.setsockopt(zmq.MAXMSGSIZE, _HARD_SIZE_FACTOR * max_document_bytes)
@@ -176,6 +181,9 @@ class FramePublisher(SubscriptionCounter, Endpoint):
         ``"pub"`` only: at the high-water mark, wait for the slowest subscriber instead of
         dropping. Replay uses this to run faster than real time without loss; a live
         detector should not stall, so it is off by default.
+    context : zmq.Context, optional
+        By default its own: :meth:`close` returns once the queue has left, or ``linger_s``
+        seconds have passed (:mod:`.endpoint`). A context passed in is the caller's to end.
     clock : callable
         Returns the time stamp (s since the epoch) of frames sent without one.
     """
@@ -201,6 +209,7 @@ class FramePublisher(SubscriptionCounter, Endpoint):
             hwm=hwm,
             context=context,
             linger_s=linger_s,
+            own_context=True,
         )
         self.pattern = pattern
         self._clock = clock
@@ -299,7 +308,7 @@ def _topic_of(parts: list[Any]) -> str | None:
         return None
 
 
-class FrameSubscriber(Endpoint):
+class FrameSubscriber(ReceiptSender, Endpoint):
     """Receive and validate frames (SUB from a PUB publisher, or PULL from a PUSH one).
 
     Parameters
@@ -314,6 +323,9 @@ class FrameSubscriber(Endpoint):
         its share of the frames).
     max_frame_bytes : int
         Largest frame accepted, bytes.
+    receiver : str, optional
+        Its name, to confirm runs to the publisher (SUB only:
+        :meth:`~.endpoint.ReceiptSender.confirm`, :mod:`.receipts`).
 
     Invalid messages are counted in ``rejections`` (by field), logged at a decimating rate
     and skipped; they never raise out of :meth:`recv`.
@@ -330,17 +342,22 @@ class FrameSubscriber(Endpoint):
         context: zmq.Context | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         track_sequence: bool | None = None,
+        receiver: str | None = None,
     ) -> None:
         if pattern not in ("sub", "pull"):
             raise ValueError(f"pattern must be 'sub' or 'pull', got {pattern!r}")
         super().__init__(
-            zmq.SUB if pattern == "sub" else zmq.PULL, address, bind=bind, hwm=hwm, context=context, linger_s=0
-        )
+            zmq.SUB if pattern == "sub" else zmq.PULL, address, bind=bind, hwm=hwm, context=context,
+            linger_s=_RECEIVER_LINGER_S,
+        )  # fmt: skip
         self.pattern = pattern
         self.streams = frozenset(streams) if streams else None
         if pattern == "sub":
-            for topic in sorted(self.streams) if self.streams else [""]:
+            topics = sorted(self.streams) if self.streams else [""]
+            for topic in topics:
                 self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            self._init_receipts(receiver, subscriptions=len(topics),
+                                streams=None if self.streams is None else tuple(sorted(self.streams)))  # fmt: skip
         self.max_frame_bytes = max_frame_bytes
         # libzmq drops the connection of a peer sending parts this large, before buffering
         # them; up to it, oversize frames are received, counted and skipped (field "size")

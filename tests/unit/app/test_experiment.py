@@ -118,24 +118,6 @@ def test_the_xcsct_results_are_sane(demo):
     assert runs["operando_xcsct"].with_suffix(".xcs.png").stat().st_size > 10_000
 
 
-def test_the_xrdct_integration_runs_on_worker_processes_when_asked(tmp_path):
-    """``xrdct.workers=2``: a frame distributor and two integration worker processes feed the
-    XRD-CT analysis; every pattern arrives, and the results are a complete scan's."""
-    done = subprocess.run([sys.executable, "-m", "streaming.app.cli", "demo", "xrdct", "--preset", "tiny", "--out",
-                           str(tmp_path), "--set", "xrdct.workers=2", "--set", "xrdct.n_scans=1"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "missing patterns" not in done.stdout and re.search(r"scan 0 at .*centre of rotation", done.stdout)
-    (sidecar,) = tmp_path.glob("*.xrdct.h5")
-    preset = PRESETS["tiny"]
-    with h5py.File(sidecar, "r") as file:
-        xrdct = file["entry/xrdct"]
-        assert xrdct["patterns_interpolated"][()].tolist() == [0]
-        assert xrdct["filled"][()].all()
-        assert abs(xrdct["center_of_rotation_px"][0] - (preset.n_translations - 1) / 2) < 3
-        assert np.nanmedian(xrdct["lattice_maps/NMC532_c"][()]) == pytest.approx(14.4, abs=0.15)
-
-
 def test_a_failing_analysis_process_is_reported_not_waited_for(tmp_path):
     """A consumer process that cannot start says why, and the parent raises at once."""
     from streaming.app.config import load_config

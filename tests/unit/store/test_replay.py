@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streaming.errors import ConfigError
-from streaming.store.replay import ReplayConfig, replay
+from streaming.store.replay import ReplayConfig, confirm_delivery, replay
 from streaming.store.runreader import RunFileReader
 from streaming.wire.transport import DocumentPublisher, DocumentSubscriber, FramePublisher, FrameSubscriber
 from tests.conftest import LOOPBACK
@@ -105,3 +105,40 @@ def test_a_window_sends_the_run_frame_and_only_the_frames_inside(recorded_file):
 def test_bad_replay_settings_name_the_key(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         ReplayConfig(**kwargs)
+
+
+def test_a_replay_reconciles_its_receivers_receipts_with_what_it_sent(recorded_file):
+    """Receipts reconciled: one receiver that lacks two frames, one that takes no part in the
+    run, one that never confirms, and one that cannot (not this project's)."""
+    with (
+        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
+        FramePublisher(LOOPBACK, block_when_full=True) as frames,
+        DocumentSubscriber(documents.address, receiver="short") as short_docs,
+        FrameSubscriber(frames.address, receiver="short") as short_frames,
+        DocumentSubscriber(documents.address, receiver="other technique") as other_docs,
+        DocumentSubscriber(documents.address, receiver="silent") as silent_docs,
+        DocumentSubscriber(documents.address),  # bluesky's RemoteDispatcher, say
+        RunFileReader(recorded_file) as reader,
+    ):
+        documents.wait_for_subscribers(4, 10)
+        frames.wait_for_subscribers(1, 10)
+        stats = replay(reader, documents, frames, ReplayConfig(speed=None))
+        assert stats.run_uid == reader.run_uid and sum(stats.frames_by_stream.values()) == stats.frames_sent
+        (stream,) = stats.frames_by_stream
+        short_docs.confirm(stats.run_uid, documents=stats.documents_sent)
+        short_frames.confirm(stats.run_uid, frames={stream: stats.frames_sent - 2})
+        other_docs.confirm(stats.run_uid, ignored=True)
+        report = confirm_delivery(stats, documents, frames, timeout_s=1.0)
+        assert silent_docs.receiver == "silent"  # connected all along, and said nothing
+    by_receiver = {(r.receiver, r.channel): r for r in report.receivers}
+    assert by_receiver["short", "documents"].missing == 0
+    assert by_receiver["short", "frames"].confirmed == stats.frames_sent - 2
+    assert by_receiver["short", "frames"].missing == 2
+    assert by_receiver["other technique", "documents"].ignored
+    assert by_receiver["silent", "documents"].confirmed is None
+    assert report.undelivered == 2 and [r.receiver for r in report.unconfirmed] == ["silent"]
+    assert report.unconfirmable == {"documents": 1, "frames": 0}
+    assert not report.complete
+    text = "\n".join(report.lines())
+    assert f"short: {stats.frames_sent - 2} of {stats.frames_sent} frames confirmed, 2 missing" in text
+    assert "1 documents subscription(s) cannot confirm" in text
