@@ -8,6 +8,13 @@ once the run is over: after the stop document *and* after every frame the Stream
 documents announced has arrived (frames and documents travel on separate sockets, in
 either order), or ``linger_s`` after the stop document if frames were lost on the way.
 
+The sockets are drained by a thread of their own into a buffer bounded by bytes
+(:mod:`.receiver`), so the analysis' long steps cost buffer, not frames. Frames the consumer
+still missed (a non-blocking publisher drops for a receiver that fell ``hwm`` frames behind)
+show as gaps in their sequence numbers; they are fetched from the recorder's run file
+(:mod:`.delivery`) and handed to the analysis in their place, so it sees every recorded frame
+in order. What came live, from the file, or not at all is the run's :class:`RunDelivery`.
+
 Frames that arrive before their run's start document wait (bounded by ``max_pending``).
 Once a run is over, the consumer confirms to the publishers what it received of it (documents,
 frames per stream; :mod:`streaming.wire.receipts`), or at its start that it takes no part
@@ -23,7 +30,8 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Protocol
 
 from streaming.wire.protocol import Frame
@@ -35,9 +43,16 @@ from streaming.wire.transport import (
     FrameSubscriber,
 )
 
-__all__ = ["Analysis", "Consumer", "ConsumerThread"]
+from .delivery import RecordedFrames, RunDelivery
+from .receiver import DEFAULT_BUFFER_BYTES, Receiver
+
+__all__ = ["SOURCE_SEQ", "Analysis", "Consumer", "ConsumerThread", "RunDelivery"]
 
 logger = logging.getLogger(__name__)
+
+#: The index a derived frame (a worker's pattern, stream ``"<source>.<what>"``) carries its
+#: source frame's sequence number in, so a builder knows which source frames it never got.
+SOURCE_SEQ = "source_seq"
 
 
 class Analysis(Protocol):
@@ -53,11 +68,14 @@ class Analysis(Protocol):
         """One frame of the run, of one of :attr:`streams`, in arrival order."""
 
     def finish(self, stop: dict[str, Any] | None) -> None:
-        """The run is over: write the results (``stop`` is None when the consumer closes first)."""
+        """The run is over: write the results (``stop`` is None when the consumer closes first).
+
+        An analysis with a ``delivery`` attribute gets the run's :class:`RunDelivery` there
+        just before, to write and report with its results."""
 
 
 class _Run:
-    def __init__(self, analysis: Analysis, start: dict[str, Any]) -> None:
+    def __init__(self, analysis: Analysis, start: dict[str, Any], recorded: RecordedFrames) -> None:
         self.analysis = analysis
         self.start = start
         self.stop: dict[str, Any] | None = None
@@ -69,6 +87,12 @@ class _Run:
         self.received: Counter[str] = Counter()
         self.n_documents = 1  # the start
         self.frames_by_stream: Counter[str] = Counter()  # as received, for the run's receipt
+        self.next_seq: Counter[str] = Counter()  # per stream, the sequence number expected next
+        self.refilled: dict[str, set[int]] = {}  # per stream, sequence numbers fetched from the file
+        self.deferred: dict[str, list[int]] = {}  # missed before the run's file was named (StreamResource)
+        self.sources_seen: dict[str, bytearray] = {}  # per source stream, which frames came derived
+        self.recorded = recorded
+        self.delivery = RunDelivery()
 
     @property
     def all_frames_in(self) -> bool:
@@ -97,7 +121,16 @@ class Consumer:
         Frames of not-yet-started runs held in memory.
     max_per_poll : int
         Messages handled per :meth:`poll` at most (a backlog of frames does not starve the
-        documents or the end-of-run checks).
+        end-of-run checks).
+    max_buffer_bytes : int
+        Most bytes of frames received and not yet analysed (:mod:`.receiver`).
+    backfill : bool
+        Fetch the frames missing from a SUB stream from the recorder's file (not for a worker
+        taking a share, whose frames have no sequence of their own).
+    run_directory : Path or None
+        Where the recorder's files are, if not where the runs' StreamResources say.
+    backfill_timeout_s : float
+        How long to wait for the recorder to flush a missing frame.
     """
 
     def __init__(
@@ -112,6 +145,10 @@ class Consumer:
         linger_s: float = 5.0,
         max_pending: int = 10_000,
         max_per_poll: int = 10_000,
+        max_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        backfill: bool = True,
+        run_directory: Path | None = None,
+        backfill_timeout_s: float = 10.0,
     ) -> None:
         self.make_analysis = make_analysis
         self.name = receiver_name("consumer")
@@ -120,6 +157,12 @@ class Consumer:
                                       receiver=self.name)  # fmt: skip
         # a PULL that connects is a worker taking a share: the announced counts are not its own
         self._takes_a_share = frame_pattern == "pull" and not frame_bind
+        # gaps in sequence numbers mean lost frames only on SUB (patterns fanned in from
+        # workers are numbered per worker); a builder instead knows the source frames its
+        # patterns came from, and fetches the others at the end
+        self._fills_gaps = backfill and frame_pattern == "sub"
+        self._fills_sources = backfill and frame_pattern == "pull" and frame_bind
+        self._run_directory, self._backfill_timeout_s = run_directory, backfill_timeout_s
         self.linger_s = linger_s
         self.max_per_poll = max_per_poll
         self._pending: deque[Frame] = deque(maxlen=max_pending)
@@ -128,28 +171,30 @@ class Consumer:
         self.finished: list[Analysis] = []
         self.runs_seen = 0
         self.errors = 0
+        self.receiver = Receiver(self.documents, self.frames, max_bytes=max_buffer_bytes).start()
+        self._last_rates = (time.monotonic(), 0, 0)
 
     # -- the loop ----------------------------------------------------------------------------
 
     def poll(self, timeout_s: float = 0.05) -> int:
         """Handle what has arrived (waiting up to ``timeout_s`` for the first); returns the
         number of messages handled."""
+        if self.receiver.failure is not None:
+            raise RuntimeError("the consumer's receive thread failed") from self.receiver.failure
         handled = 0
-        received = self.documents.recv(timeout_s=0)
+        received = self.receiver.get(timeout_s)
         while received is not None:
-            self._guard(self._on_document, *received)
+            kind, item = received
+            if kind == "document":
+                self._guard(self._on_document, *item)
+            else:
+                self._guard(self._on_frame, item)
             handled += 1
-            received = self.documents.recv(timeout_s=0)
-        frame = self.frames.recv(timeout_s=0 if handled else timeout_s)
-        while frame is not None:
-            self._guard(self._on_frame, frame)
-            handled += 1
-            # a bounded batch, so documents are not starved; the check comes before the next
-            # recv: a frame received past the bound was dropped (1 in 10 000 on a backlog)
-            if handled >= self.max_per_poll:
+            if handled >= self.max_per_poll:  # a bounded batch: the end-of-run checks come too
                 break
-            frame = self.frames.recv(timeout_s=0)
+            received = self.receiver.get(0)
         self._finish_done_runs()
+        self._log_rates()
         return handled
 
     def run(self, stop: threading.Event) -> None:
@@ -163,14 +208,31 @@ class Consumer:
 
     def close(self) -> None:
         """Finish the runs in progress with what they have, close the sockets."""
-        for uid in list(self._runs):
-            self._finish(uid)
-        self.documents.close()
-        self.frames.close()
-
-    def _guard(self, handler: Callable[..., None], *args: Any) -> None:
         try:
-            handler(*args)
+            for uid in list(self._runs):
+                self._finish(uid)
+        finally:
+            self.receiver.stop()
+            self.documents.close()
+            self.frames.close()
+
+    def _log_rates(self, every_s: float = 10.0) -> None:
+        """Whether the analysis keeps up: frames in and done per second, and the backlog."""
+        now = time.monotonic()
+        since, frames_in, frames_done = self._last_rates
+        if now - since < every_s:
+            return
+        stats = self.receiver.stats
+        if stats.frames_in > frames_in or stats.backlog:
+            elapsed = now - since
+            logger.info("frames in %.0f/s, analysed %.0f/s, backlog %d frames (%.0f MB)",
+                        (stats.frames_in - frames_in) / elapsed, (stats.frames_taken - frames_done) / elapsed,
+                        stats.backlog, stats.bytes_held / 1e6)  # fmt: skip
+        self._last_rates = (now, stats.frames_in, stats.frames_taken)
+
+    def _guard(self, handler: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        try:
+            handler(*args, **kwargs)
         except Exception:
             self.errors += 1
             logger.exception("analysis failed on a message; going on with the next")
@@ -183,10 +245,13 @@ class Consumer:
             analysis = self.make_analysis(doc)
             if analysis is None:
                 self._ignored.add(doc["uid"])
-                self.documents.confirm(doc["uid"], ignored=True)
-                self.frames.confirm(doc["uid"], ignored=True)
+                self.receiver.confirm(self.documents, doc["uid"], ignored=True)
+                self.receiver.confirm(self.frames, doc["uid"], ignored=True)
                 return
-            self._runs[doc["uid"]] = _Run(analysis, doc)
+            if not self._runs:  # the buffer's peak is told per run
+                self.receiver.reset_peaks()
+            recorded = RecordedFrames(run_directory=self._run_directory, timeout_s=self._backfill_timeout_s)
+            self._runs[doc["uid"]] = _Run(analysis, doc, recorded)
             waiting = [f for f in self._pending if f.header.run_uid == doc["uid"]]
             self._pending = deque((f for f in self._pending if f.header.run_uid != doc["uid"]), self._pending.maxlen)
             for frame in waiting:
@@ -200,6 +265,10 @@ class Consumer:
             run.descriptors.add(doc["uid"])
         elif name == "stream_resource":
             run.resources[doc["uid"]] = doc["parameters"].get("dataset", "").split("/")[-2]
+            run.recorded.stream_resource(doc)
+            for stream, seqs in list(run.deferred.items()):  # missed before the file was named
+                del run.deferred[stream]
+                self._backfill(run, stream, seqs)
         elif name == "stream_datum":
             stream = run.resources.get(doc["stream_resource"])
             if stream is not None:
@@ -226,6 +295,19 @@ class Consumer:
             if uid not in self._ignored:
                 self._pending.append(frame)
             return
+        if self._fills_gaps:
+            stream, seq = frame.header.stream, frame.header.seq
+            if seq < run.next_seq[stream] and seq in run.refilled.get(stream, ()):
+                return  # it came from the file already
+            if seq > run.next_seq[stream]:
+                self._backfill(run, stream, range(run.next_seq[stream], seq))
+            run.next_seq[stream] = max(run.next_seq[stream], seq + 1)
+        elif self._fills_sources and SOURCE_SEQ in frame.header.indices:
+            _mark(run.sources_seen, frame.header.stream.split(".", 1)[0], int(frame.header.indices[SOURCE_SEQ]))
+        run.delivery.live[frame.header.stream] += 1
+        self._deliver(run, frame)
+
+    def _deliver(self, run: _Run, frame: Frame) -> None:
         # a derived stream ("pilatus.integrated": one result per frame of "pilatus", made by
         # workers) counts towards the frames its source announced
         run.received[frame.header.stream.split(".", 1)[0]] += 1
@@ -233,6 +315,24 @@ class Consumer:
         run.last_frame_at = time.monotonic()
         if frame.header.stream in run.analysis.streams:
             run.analysis.frame(frame)
+
+    def _backfill(self, run: _Run, stream: str, seqs: Iterable[int], *, at_the_end: bool = False) -> None:
+        """The frames ``seqs`` of ``stream`` that never came, from the recorder's file, in order
+        (or as soon as a StreamResource names the file: an analysis places frames by index)."""
+        wanted = list(seqs)
+        if run.recorded.path is None and not at_the_end:
+            run.deferred.setdefault(stream, []).extend(wanted)
+            return
+        fetched = run.recorded.fetch(stream, wanted)
+        run.refilled.setdefault(stream, set()).update(frame.header.seq for frame in fetched)
+        if fetched:
+            run.delivery.backfilled[stream] += len(fetched)
+        if len(fetched) < len(wanted):
+            run.delivery.unrecovered[stream] += len(wanted) - len(fetched)
+            logger.warning("run %s: %d %s frames missed; %d found in the recorder's file %s", run.start["uid"][:8],
+                           len(wanted), stream, len(fetched), run.recorded.path)  # fmt: skip
+        for frame in fetched:
+            self._deliver(run, frame)
 
     def _finish_done_runs(self) -> None:
         now = time.monotonic()
@@ -245,17 +345,43 @@ class Consumer:
     def _finish(self, uid: str) -> None:
         run = self._runs.pop(uid)
         self._ignored.add(uid)  # late frames of a finished run are dropped, not re-pended
+        if self._fills_gaps:  # the frames announced and never seen: the tail of a stream
+            for stream, seqs in run.deferred.items():
+                self._guard(self._backfill, run, stream, seqs, at_the_end=True)
+            for stream, n in run.expected.items():
+                if run.next_seq[stream] < n:
+                    self._guard(self._backfill, run, stream, range(run.next_seq[stream], n), at_the_end=True)
+                    run.next_seq[stream] = n
+        if self._fills_sources:  # source frames no pattern came from: raw, for the analysis to integrate
+            for stream, n in run.expected.items():
+                seen = run.sources_seen.get(stream, bytearray())
+                missing = [seq for seq in range(n) if seq >= len(seen) or not seen[seq]]
+                if missing and run.received[stream] < n:
+                    self._guard(self._backfill, run, stream, missing, at_the_end=True)
         if not run.all_frames_in and not self._takes_a_share:
             missing = {s: n - run.received[s] for s, n in run.expected.items() if run.received[s] < n}
             logger.warning("run %s finished with frames missing: %s", uid[:8], missing)
-        self.documents.confirm(uid, documents=run.n_documents)
-        self.frames.confirm(uid, frames=run.frames_by_stream)
+        self.receiver.confirm(self.documents, uid, documents=run.n_documents)
+        self.receiver.confirm(self.frames, uid, frames=dict(run.frames_by_stream))
+        stats = self.receiver.stats
+        run.delivery.peak_backlog_frames, run.delivery.peak_buffer_bytes = stats.peak_frames, stats.peak_bytes
+        run.delivery.source = str(run.recorded.path or "")
+        if hasattr(run.analysis, "delivery"):
+            run.analysis.delivery = run.delivery
         try:
             run.analysis.finish(run.stop)
         except Exception:
             self.errors += 1
             logger.exception("analysis of run %s failed to finish", uid[:8])
         self.finished.append(run.analysis)
+
+
+def _mark(seen: dict[str, bytearray], stream: str, seq: int) -> None:
+    """Mark frame ``seq`` of ``stream`` as seen (a byte per frame: 0.2 MB per paper-size scan)."""
+    flags = seen.setdefault(stream, bytearray())
+    if seq >= len(flags):
+        flags.extend(bytes(max(seq + 1 - len(flags), len(flags))))
+    flags[seq] = 1
 
 
 class ConsumerThread:

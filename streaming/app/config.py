@@ -36,6 +36,7 @@ from streaming.wire.transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADD
 
 __all__ = [
     "EndpointsConfig",
+    "LiveConfig",
     "OperandoConfig",
     "PotentiostatConfig",
     "XcsctConfig",
@@ -153,6 +154,28 @@ class PotentiostatConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """How the live analyses receive: their buffer, and the frames they missed fetched from
+    the recorder's files (:mod:`streaming.analysis.consumer`)."""
+
+    buffer_mb: int = 2048  # frames received and not yet analysed, at most (see streaming.analysis.receiver)
+    backfill: bool = True
+    run_dir: Path | None = None  # the recorder's folder, if not where the runs' StreamResources say
+    backfill_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check(self.buffer_mb >= 1, "live.buffer_mb", f"must be >= 1 MB, got {self.buffer_mb}")
+        _check(self.run_dir is None or Path(self.run_dir).is_dir(), "live.run_dir", f"no such folder: {self.run_dir}")
+        timeout = self.backfill_timeout_s
+        _check(timeout >= 0, "live.backfill_timeout_s", f"must be >= 0 s, got {timeout}")
+
+    def consumer_options(self) -> dict[str, Any]:
+        """The :class:`~streaming.analysis.consumer.Consumer` keywords these settings make."""
+        return {"max_buffer_bytes": self.buffer_mb << 20, "backfill": self.backfill, "run_directory": self.run_dir,
+                "backfill_timeout_s": self.backfill_timeout_s}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class OperandoConfig:
     """The whole configuration; every section optional."""
 
@@ -160,6 +183,7 @@ class OperandoConfig:
     xrdct: XrdctConfig = field(default_factory=XrdctConfig)
     xcsct: XcsctConfig = field(default_factory=XcsctConfig)
     potentiostat: PotentiostatConfig = field(default_factory=PotentiostatConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     out_dir: Path = Path("demo-output")
 
 

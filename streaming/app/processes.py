@@ -102,12 +102,13 @@ def _consume(  # noqa: PLR0917
     try:
         with _failures_told(events):
             factory = default_analyses(config)[mode]
+            live = config.live.consumer_options()
             if take_patterns:  # integration workers' patterns, fanned in on a port of its own
                 consumer = Consumer(factory, document_address=document_address, frame_address=_LOOPBACK_ANY_PORT,
-                                    frame_pattern="pull", frame_bind=True)  # fmt: skip
+                                    frame_pattern="pull", frame_bind=True, **live)  # fmt: skip
                 events.put(("ready", consumer.frames.address))
             else:
-                consumer = Consumer(factory, document_address=document_address, frame_address=frame_address)
+                consumer = Consumer(factory, document_address=document_address, frame_address=frame_address, **live)
             while not stop.is_set() and _parent_alive():
                 consumer.poll(_POLL_S)
                 for analysis in consumer.finished:
@@ -156,7 +157,7 @@ def _integrate(config: Any, document_address: str, worker_address: str, pattern_
             patterns = FramePublisher(pattern_address, pattern="push", bind=False)
             consumer = Consumer(IntegrationWorker(xrdct_analysis_config(config), patterns, stop=stop),
                                 document_address=document_address, frame_address=worker_address,
-                                frame_pattern="pull")  # fmt: skip
+                                frame_pattern="pull", **config.live.consumer_options())  # fmt: skip
             while not stop.is_set() and _parent_alive():
                 consumer.poll(_POLL_S)
                 consumer.finished.clear()  # a worker keeps nothing of a finished run

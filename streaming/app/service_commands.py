@@ -71,7 +71,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
             frames = {"frame_address": args.patterns, "frame_pattern": "pull", "frame_bind": True}
         else:
             frames = {"frame_address": args.frames}
-        threads.append(ConsumerThread(Consumer(analyses[mode], document_address=args.docs, **frames)))
+        threads.append(ConsumerThread(Consumer(analyses[mode], document_address=args.docs, **frames,
+                                               **config.live.consumer_options())))  # fmt: skip
     sources = args.frames
     if args.patterns and "xrdct" in modes:
         bound = threads[modes.index("xrdct")].consumer.frames.address
@@ -115,11 +116,12 @@ def cmd_integrate(args: argparse.Namespace) -> int:
 
     from .analyses import xrdct_analysis_config
 
-    config = xrdct_analysis_config(load_config(args.config, args.set))
+    settings = load_config(args.config, args.set)
+    config, live = xrdct_analysis_config(settings), settings.live
     stop = stop_on_signals()
     with FramePublisher(args.to, pattern="push", bind=False) as patterns:
         consumer = Consumer(IntegrationWorker(config, patterns, stop=stop), document_address=args.docs,
-                            frame_address=args.frames, frame_pattern="pull")  # fmt: skip
+                            frame_address=args.frames, frame_pattern="pull", **live.consumer_options())  # fmt: skip
         print(f"integrating the frames of {args.frames} into patterns for {args.to}", flush=True)
         try:
             while not stop.is_set():

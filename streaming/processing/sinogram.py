@@ -296,10 +296,15 @@ class SinogramBuilder:
             return self.line(angle_index)
         return subtract_air(self._sinogram[angle_index], self.air_edge_px)
 
-    def estimate_center_px(self) -> float:
-        """Centre of rotation from the complete lines (air-corrected, summed over 2θ)."""
-        done = self.completed_lines
-        if done.size < 3:
+    def lines_complete(self, lines: np.ndarray) -> bool:
+        """Whether each of the lines (angle indices) holds all its patterns."""
+        return bool(np.all(self._line_counts[lines] == self.shape[1]))
+
+    def estimate_center_px(self, lines: np.ndarray | None = None) -> float:
+        """Centre of rotation from ``lines`` (angle indices; default every complete line),
+        air-corrected and summed over 2θ."""
+        done = self.completed_lines if lines is None else np.asarray(lines)
+        if done.size < 3 or not self.lines_complete(done):
             raise ValueError(f"need at least 3 complete lines, have {done.size}")
         lines = self._sinogram[done]
         if self.air_edge_px:

@@ -14,10 +14,11 @@ and stream datums by the document they point to; frames by ``run_uid`` in their 
 Frames that arrive before their start document wait (bounded by time and by their total
 bytes) and are written once it comes, or into a file of their own. After a stop document the
 file stays open ``linger_s`` seconds for late frames; a frame or document that arrives later
-still reopens the file and is appended, never dropped. A start document for a run already
-recorded and closed (a replay of it) starts a new file. A message that cannot be written is
-logged and counted (``write_errors``); it does not end the recording. When a run's file
-closes, the recorder confirms to the publishers what it recorded of the run (documents,
+still reopens the file and is appended, never dropped (a frame waits ``pending_timeout_s``
+first, in case its run is being sent again and its start document is still on its way). A
+start document for a run already recorded and closed (a replay of it) starts a new file. A
+message that cannot be written is logged and counted (``write_errors``); it does not end the
+recording. When a run's file closes, the recorder confirms to the publishers what it recorded of the run (documents,
 frames per stream; :mod:`streaming.wire.receipts`).
 """
 
@@ -205,6 +206,9 @@ class Recorder:
             self._recorded.pop(run_uid, None)
             if self.frames.sequences is not None:
                 self.frames.sequences.restart(run_uid)
+                held = self._router.pending.get(run_uid)
+                for frame, _ in held.frames if held is not None else ():  # its frames that came first
+                    self.frames.sequences.observe(run_uid, frame.header.stream, frame.header.seq)
         if name == "start" and run_uid not in self.files:
             run = self._open_run(run_uid, now, start=doc)
         else:
@@ -219,8 +223,10 @@ class Recorder:
 
     def _on_frame(self, frame: Frame, now: float) -> None:
         run_uid = frame.header.run_uid
-        if run_uid not in self._runs and run_uid not in self.files:
-            # arrival indices are given when written, after the start document
+        if run_uid not in self._runs:
+            # arrival indices are given when written, after the start document; a closed run's
+            # frame waits too: it may be the first of the run sent again (a replay), whose
+            # start document travels on the other socket and can come second
             if self._router.hold(frame, now, since=self._monotonic()) > self.config.max_pending_bytes:
                 self._open_run(run_uid, now)  # memory is bounded: these frames get their file now
             return
@@ -292,7 +298,8 @@ class Recorder:
     def _housekeeping(self) -> None:
         now = self._monotonic()
         for run_uid in self._router.overdue(now, self.config.pending_timeout_s):
-            logger.warning("frames of run %s arrived without its start document", run_uid)
+            if run_uid not in self.files:  # (a closed run's late frames reopen its file)
+                logger.warning("frames of run %s arrived without its start document", run_uid)
             self._open_run(run_uid, self._clock())
         if now - self._last_flush >= self.config.flush_interval_s:
             for run_uid, run in self._runs.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,22 @@ class RunFileReader:
                         indices={k: int(v[i]) for k, v in indices.items() if v[i] != -1},
                     )
                     yield header, data[j], float(recv_time[i]), int(arrival[i])
+
+    def frames_by_sequence(self, stream: str, seqs: Iterable[int]) -> Iterator[tuple[FrameHeader, np.ndarray]]:
+        """Yield ``(header, data)`` of the frames of ``stream`` whose sequence numbers are in
+        ``seqs``, in sequence order: those the file holds (a live file: those flushed so far).
+        A stream the file does not hold yet yields nothing."""
+        group = self.entry["instrument"].get(stream)
+        if group is None:
+            return
+        sequence = group["sequence"][: self.n_frames(stream)]
+        where = np.flatnonzero(np.isin(sequence, np.fromiter(set(seqs), np.int64)))
+        where = where[np.argsort(sequence[where], kind="stable")]
+        # contiguous runs of file indices are read together (one read of each column per run)
+        breaks = np.flatnonzero(np.diff(where) != 1) + 1
+        for run in np.split(where, breaks) if where.size else ():
+            for header, data, _, _ in self.frames(stream, int(run[0]), int(run[-1]) + 1):
+                yield header, data
 
     # -- both -----------------------------------------------------------------------------
 

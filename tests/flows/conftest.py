@@ -13,9 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 OPERANDO = [sys.executable, "-m", "streaming.app.cli"]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--set", "xrdct.preset='tiny'"]
 
 
@@ -34,10 +37,15 @@ class Service:
         return self.process.returncode
 
 
-def start(*args: str) -> Service:
-    """Start ``operando ARGS``; returns once it printed its first line (where it listens)."""
-    process = subprocess.Popen([*OPERANDO, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def launch(argv: list[str]) -> Service:
+    """Start a process; returns once it printed its first line (where it listens)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     return Service(process, process.stdout.readline())
+
+
+def start(*args: str) -> Service:
+    """Start ``operando ARGS`` (see :func:`launch`)."""
+    return launch([*OPERANDO, *args])
 
 
 def stop(service: Service, timeout_s: float = 120) -> Service:
@@ -82,9 +90,29 @@ def replay_addresses(replay: Service) -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
-def finish_replay(replay: Service, timeout_s: float = 600) -> Service:
-    """Wait for a replay to end by itself (it ends once its receivers confirmed)."""
-    return _collect(replay, timeout_s)
+def finish(service: Service, timeout_s: float = 600) -> Service:
+    """Wait for a process that ends by itself (a replay: once its receivers confirmed)."""
+    return _collect(service, timeout_s)
+
+
+def assert_same_xrdct(sidecar: Path, reference: Path) -> None:
+    """The live result is the replayed one: every pattern placed, none interpolated, the same
+    sinogram, centre and reconstruction (to float32 rounding)."""
+    with h5py.File(sidecar, "r") as ours, h5py.File(reference, "r") as theirs:
+        a, b = ours["entry/xrdct"], theirs["entry/xrdct"]
+        assert np.all(_per_scan(a, "patterns_interpolated") == 0)
+        assert a["filled"][()].all()
+        np.testing.assert_allclose(a["sinogram"][()], b["sinogram"][()], rtol=1e-6)
+        np.testing.assert_allclose(_per_scan(a, "center_of_rotation_px"), _per_scan(b, "center_of_rotation_px"),
+                                   atol=1e-6)  # fmt: skip
+        reconstruction = b["reconstruction"][()]
+        scale = float(np.abs(reconstruction).max())
+        np.testing.assert_allclose(a["reconstruction"][()], reconstruction, atol=1e-5 * scale)
+
+
+def _per_scan(group: h5py.Group, name: str) -> np.ndarray:
+    """A per-scan value: a dataset with the scan axis (a series), or an attribute (one scan)."""
+    return np.atleast_1d(group[name][()] if name in group else group.attrs[name])
 
 
 @dataclass(frozen=True)

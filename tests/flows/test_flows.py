@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -17,21 +16,7 @@ import pytest
 from simulators.xrdct_presets import PRESETS
 from streaming.store.runreader import RunFileReader
 from tests.conftest import LOOPBACK, wait_until
-from tests.flows.conftest import TINY, RecordedRun, finish_replay, replay_addresses, services, start
-
-
-def _assert_same_xrdct(sidecar: Path, reference: Path) -> None:
-    """The live result is the replayed one: every pattern placed, none interpolated, the same
-    sinogram, centre and reconstruction."""
-    with h5py.File(sidecar, "r") as ours, h5py.File(reference, "r") as theirs:
-        a, b = ours["entry/xrdct"], theirs["entry/xrdct"]
-        assert a["patterns_interpolated"][()].tolist() == [0]
-        assert a["filled"][()].all()
-        np.testing.assert_allclose(a["sinogram"][()], b["sinogram"][()], rtol=1e-6)
-        np.testing.assert_allclose(a["center_of_rotation_px"][()], b["center_of_rotation_px"][()], atol=1e-6)
-        reconstruction = b["reconstruction"][()]
-        scale = float(np.abs(reconstruction).max())
-        np.testing.assert_allclose(a["reconstruction"][()], reconstruction, atol=1e-5 * scale)
+from tests.flows.conftest import TINY, RecordedRun, assert_same_xrdct, finish, replay_addresses, services, start
 
 
 def _assert_all_confirmed(replay_out: str, receiver: str, run: RecordedRun) -> None:
@@ -50,13 +35,13 @@ def test_operando_consume_gets_every_frame_of_a_replay(xrdct_run, tmp_path, pace
         documents, frames = replay_addresses(replay)
         consume = start("consume", "xrdct", "--docs", documents, "--frames", frames, "--out", str(tmp_path), *TINY)
         started.append(consume)
-        finish_replay(replay)
+        finish(replay)
         wait_until(lambda: any(tmp_path.glob("*.series.png")), timeout_s=300)  # written last
     assert replay.returncode == 0, replay.out + replay.err[-3000:]
     _assert_all_confirmed(replay.out, "consumer", xrdct_run)
     assert consume.returncode == 0, consume.err[-3000:]
     assert "missing" not in consume.err and "missing" not in consume.out
-    _assert_same_xrdct(tmp_path / xrdct_run.reference.name, xrdct_run.reference)
+    assert_same_xrdct(tmp_path / xrdct_run.reference.name, xrdct_run.reference)
 
 
 def test_a_replay_recorded_again_is_the_run_frame_for_frame(xrdct_run, tmp_path):
@@ -68,7 +53,7 @@ def test_a_replay_recorded_again_is_the_run_frame_for_frame(xrdct_run, tmp_path)
         documents, frames = replay_addresses(replay)
         record = start("record", "--docs", documents, "--frames", frames, "--out", str(tmp_path))
         started.append(record)
-        finish_replay(replay)
+        finish(replay)
     assert replay.returncode == 0, replay.out + replay.err[-3000:]
     _assert_all_confirmed(replay.out, "recorder", xrdct_run)
     assert record.returncode == 0, record.err[-3000:]
@@ -104,7 +89,7 @@ def test_integration_over_worker_processes_gets_every_frame_of_a_replay(xrdct_ru
         workers = [start("integrate", "--docs", documents, "--frames", distributor.first_line.split()[-1],
                          "--to", patterns, *TINY) for _ in range(2)]  # fmt: skip
         started.extend(workers)
-        finish_replay(replay)
+        finish(replay)
         wait_until(lambda: any(tmp_path.glob("*.series.png")), timeout_s=300)
     assert replay.returncode == 0, replay.out + replay.err[-3000:]
     # the builder and both workers confirm the documents; the distributor cannot confirm frames
@@ -117,7 +102,7 @@ def test_integration_over_worker_processes_gets_every_frame_of_a_replay(xrdct_ru
     shares = [int(worker.out.split("integrated ")[1].split()[0]) for worker in workers]
     assert all(share > 0 for share in shares) and sum(shares) == xrdct_run.n_frames, shares
     assert "missing" not in builder.err
-    _assert_same_xrdct(tmp_path / xrdct_run.reference.name, xrdct_run.reference)
+    assert_same_xrdct(tmp_path / xrdct_run.reference.name, xrdct_run.reference)
 
 
 def test_the_main_job_integrates_on_worker_processes_without_loss(tmp_path):

@@ -36,6 +36,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from streaming.analysis.delivery import RunDelivery
 from streaming.analysis.readings import PotentiostatReadings
 from streaming.processing import compton
 from streaming.processing.hexitec import SpectrumAccumulator
@@ -103,6 +104,7 @@ class XcsctAnalysis:
         self.readings = PotentiostatReadings()
         self.voltage_v = self.capacity_mah = np.empty(0)
         self.files: dict[str, Path] = {}
+        self.delivery: RunDelivery | None = None  # how the frames came (live, the recorder's file), from the consumer
         self._background: tuple[np.ndarray, int] | None = None
         if config.background_path is not None:
             with np.load(config.background_path) as reference:
@@ -233,6 +235,8 @@ class XcsctAnalysis:
         """The key numbers, a line each, for a terminal: the files, then per XCS scan the
         cathode EMF (mean over its heights, Poisson sigma) against voltage and capacity."""
         lines = [f"{kind.upper()} {path}" for kind, path in self.files.items()]
+        if self.delivery is not None:
+            lines.append(self.delivery.report_line())
         lines.append(f"XCT scans reduced: {len(self.xct)}; XCS acquisitions: {len(self.results['scan'])}")
         scans = np.asarray(self.results["scan"], dtype=np.int64)
         emf = np.asarray(self.results["emf_cathode"], dtype=np.float64)
@@ -268,6 +272,7 @@ class XcsctAnalysis:
             pedestal_source=self.pedestal_source, region_component=c.region_component,
             region_fraction=c.region_fraction, sheet_thickness_m=c.sheet_thickness_m, batch_frames=c.batch_frames,
             background_path=str(c.background_path or ""), exit_status=(stop or {}).get("exit_status", "unknown"),
+            **(self.delivery.attributes() if self.delivery is not None else {}),
         )  # fmt: skip
         group.create_dataset("energy", data=self._edges_kev).attrs["units"] = "keV"
         units = {"position_mm": "mm", "emf_time": "s"}

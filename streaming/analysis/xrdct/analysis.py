@@ -19,6 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from streaming.analysis.delivery import RunDelivery
 from streaming.processing.integration import AzimuthalReducer
 from streaming.store.filenames import analysis_file_name, run_file_name
 from streaming.wire.protocol import Frame
@@ -69,6 +70,7 @@ class XrdctAnalysis:
         run_file = run_file_name(start["uid"], start)
         self.path = config.out_dir / analysis_file_name(run_file, "xrdct")
         self.figure_path: Path | None = None
+        self.delivery: RunDelivery | None = None  # how the frames came (live, the recorder's file), from the consumer
         self.finished = False
 
     # -- per message ----------------------------------------------------------------------------
@@ -165,6 +167,7 @@ class XrdctAnalysis:
                 frames_integrated=self.n_frames,
                 patterns_received=self.n_patterns, frames_rejected=self.n_rejected, n_scans=len(self.finished_scans),
                 exit_status="" if stop is None else str(stop.get("exit_status", "")),
+                **(self.delivery.attributes() if self.delivery is not None else {}),
             )  # fmt: skip
             if self.is_series:
                 write_series(group, self.series(), self.finished_scans.readings.series())
@@ -188,7 +191,8 @@ class XrdctAnalysis:
     def report(self) -> list[str]:
         """The key numbers, a line each, for a terminal."""
         figure = f" (figure {self.figure_path.name})" if self.figure_path else ""
-        return [f"XRD-CT {self.path}{figure}", *self.finished_scans.report_lines()]
+        delivery = [self.delivery.report_line()] if self.delivery is not None else []
+        return [f"XRD-CT {self.path}{figure}", *delivery, *self.finished_scans.report_lines()]
 
 
 def xrdct_analysis_factory(config: XrdctAnalysisConfig):

@@ -7,8 +7,9 @@
 Centre of rotation. FBP needs it before the first line is back-projected, and the data
 only give it reliably once the lines span a good part of 180°. With ``center_px`` set,
 every line is back-projected as it completes. With ``center_px=None`` the live
-reconstruction waits until half of the lines are in, starts from a preliminary estimate
-(centre-of-mass sinusoid of those lines) and back-projects them and every later line; at the
+reconstruction waits until the first half of the lines (by angle) are in, starts from a
+preliminary estimate (centre-of-mass sinusoid of those lines, whatever order they completed
+in) and back-projects every complete line and every later one; at the
 end the centre is estimated again from all lines and, if it moved by more than
 ``recenter_tolerance_px`` (or the live image held only some channels), the final
 reconstruction is made again in one batch with the final centre. Otherwise the live image
@@ -109,13 +110,15 @@ class XrdctScan:
 
     def _line_done(self, angle_index: int) -> None:
         if self.fbp is None:
-            done = self.sinogram.completed_lines
-            if done.size < max(3, self.n_angles // 2):
+            first_half = np.arange(min(self.n_angles, max(3, self.n_angles // 2)))
+            if not self.sinogram.lines_complete(first_half):
                 return
-            # half of the lines span ~90°: enough for a preliminary centre (see the module docstring)
-            self.preliminary_center_px = self.sinogram.estimate_center_px()
+            # the first half of the lines by angle span ~90°: enough for a preliminary centre
+            # (see the module docstring), and the same lines whatever order lines completed in
+            # (frames fetched late from the recorder's file), so live equals replayed
+            self.preliminary_center_px = self.sinogram.estimate_center_px(first_half)
             self._start_fbp(self.preliminary_center_px)
-            for line in done:
+            for line in self.sinogram.completed_lines:
                 self.fbp.add_line(int(line), self.sinogram.air_corrected_line(int(line)))
             return
         self.fbp.add_line(angle_index, self.sinogram.air_corrected_line(angle_index))

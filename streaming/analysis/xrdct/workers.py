@@ -2,7 +2,9 @@
 
 - :class:`IntegrationWorker`: ``make_analysis`` for worker consumers that take a share of the
   frames (``frame_pattern="pull"``) and republish each as its 1D pattern, same run, same
-  indices and positions, on a PUSH publisher that fans in to the builder.
+  indices and positions (and the frame's sequence number as index ``source_seq``, so the
+  builder can fetch the frames no pattern came from), on a PUSH publisher that fans in to
+  the builder.
 
 Scaling by PUSH/PULL::
 
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from streaming.analysis.consumer import SOURCE_SEQ
 from streaming.processing.integration import AzimuthalReducer
 from streaming.wire.protocol import Frame
 from streaming.wire.transport import FramePublisher
@@ -84,7 +87,7 @@ class _WorkerRun:
             return
         self.worker.publisher.publish(
             header.stream + INTEGRATED_SUFFIX, pattern, run_uid=header.run_uid, positions=header.positions,
-            indices=header.indices, timestamp=header.timestamp,
+            indices={**header.indices, SOURCE_SEQ: header.seq}, timestamp=header.timestamp,
         )  # fmt: skip
         self.n_frames += 1
         self.worker.n_frames += 1

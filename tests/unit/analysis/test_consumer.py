@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -128,3 +129,123 @@ def test_a_backlog_larger_than_one_poll_loses_no_frame():
             consumer.close()
     assert sorted(t for _, t in analysis.placed) == list(range(23))
     assert consumer.frames.n_received == 23
+
+
+class StallingAnalysis(CountingAnalysis):
+    """Stops for ``stall_s`` at its ``at_frame``-th frame, as a long reconstruction would, and
+    records the order frames came in."""
+
+    stall_s = 3.0
+    at_frame = 200
+    delivery = None  # the consumer's RunDelivery, set before finish
+
+    def __init__(self, start: dict[str, Any]) -> None:
+        super().__init__(start)
+        self.sequence: list[int] = []
+
+    def frame(self, frame: Frame) -> None:
+        if len(self.sequence) == self.at_frame:
+            time.sleep(self.stall_s)
+        self.sequence.append(frame.header.seq)
+        super().frame(frame)
+
+
+def live_run_with_a_stall(RE, tmp_path, simulation, **consumer_options):
+    """A live run with default (non-blocking) publishers, recorded, and consumed by a
+    :class:`StallingAnalysis`."""
+    with DocumentPublisher(LOOPBACK) as documents, FramePublisher(LOOPBACK) as frames:
+        consumer = ConsumerThread(Consumer(StallingAnalysis, document_address=documents.address,
+                                           frame_address=frames.address, linger_s=2.0, **consumer_options))  # fmt: skip
+        recorder = RecorderThread(recorder_config(tmp_path, documents, frames))
+        try:
+            documents.wait_for_subscribers(2, 10)
+            frames.wait_for_subscribers(2, 10)
+            bl = sim_xrdct_beamline(preset="tiny", sink=FrameSink(frames, run_directory=tmp_path))
+            bl.pilatus.simulation = simulation
+            RE.subscribe(bl.sink)
+            RE.subscribe(documents)
+            kwargs = bl.zigzag_kwargs()
+            kwargs["n_angles"] = 12
+            RE(xrdct_zigzag(bl.pilatus, bl.translation, bl.rotation, **kwargs))
+            wait_until(lambda: len(consumer.consumer.finished) == 1, timeout_s=60)
+            wait_until_closed(recorder.recorder)
+        finally:
+            done = consumer.stop()
+            recorded = recorder.stop()
+    assert recorded.frames.sequences.counts[(done.finished[0].start["uid"], "pilatus")].missing == 0
+    return done.finished[0], 12 * kwargs["n_translations"]
+
+
+def test_a_stalled_analysis_costs_buffer_not_frames(RE, tmp_path, beamline_simulation):
+    """The analysis stops for 3 s mid-scan while a non-blocking publisher goes on: the receive
+    thread holds what comes meanwhile, nothing is dropped, and the buffer's peak is told."""
+    analysis, n_frames = live_run_with_a_stall(RE, tmp_path, beamline_simulation)
+    assert analysis.sequence == list(range(n_frames))
+    delivery = analysis.delivery
+    assert delivery.live["pilatus"] == n_frames and not delivery.backfilled and not delivery.unrecovered
+    assert delivery.peak_backlog_frames > 100  # a 3 s stall at the scan's pace (~100 frames/s)
+    assert delivery.peak_buffer_bytes >= delivery.peak_backlog_frames * 1000
+    assert f"receive buffer peak {delivery.peak_backlog_frames} frames" in delivery.report_line()
+
+
+def test_frames_dropped_at_a_full_buffer_come_back_from_the_recorders_file(RE, tmp_path, beamline_simulation):
+    """The same stall with a buffer of 1 MB: the publisher drops frames for the consumer (its
+    socket fills), and the consumer fetches exactly those from the recorder's file, so the
+    analysis still gets every frame, once, in sequence order."""
+    analysis, n_frames = live_run_with_a_stall(RE, tmp_path, beamline_simulation, max_buffer_bytes=1 << 20)
+    assert analysis.sequence == list(range(n_frames))
+    assert set(analysis.placed.values()) == {1} and len(analysis.placed) == n_frames
+    delivery = analysis.delivery
+    assert delivery.backfilled["pilatus"] > 0 and not delivery.unrecovered
+    assert delivery.live["pilatus"] + delivery.backfilled["pilatus"] == n_frames
+    assert delivery.source.endswith(".h5") and delivery.peak_buffer_bytes <= (1 << 20) + 200_000
+
+
+class SequenceAnalysis:
+    """Records the sequence numbers of the frames it gets, in order."""
+
+    streams = ("pilatus",)
+    delivery = None
+
+    def __init__(self, start: dict[str, Any]) -> None:
+        self.start, self.sequence = start, []
+
+    def document(self, name: str, doc: dict[str, Any]) -> None:
+        pass
+
+    def frame(self, frame: Frame) -> None:
+        self.sequence.append(frame.header.seq)
+
+    def finish(self, stop: dict[str, Any] | None) -> None:
+        pass
+
+
+def test_frames_missed_before_the_run_file_is_named_are_fetched_once_it_is(recorded_file):
+    """Frames lost before the run's StreamResource names the recorder's file (a detector
+    describes its frames after the first ones) wait for it, then come from the file."""
+    with RunFileReader(recorded_file) as reader:
+        start = next(doc for name, doc, *_ in reader.documents() if name == "start")
+        stop = next(doc for name, doc, *_ in reader.documents() if name == "stop")
+        frames_recorded = [(header, data) for header, data, *_ in reader.frames("pilatus")]
+    resource = {"uid": "resource-1", "run_start": start["uid"], "uri": recorded_file.as_uri(),
+                "parameters": {"dataset": "/entry/instrument/pilatus/data"}}  # fmt: skip
+    with DocumentPublisher(LOOPBACK) as documents, FramePublisher(LOOPBACK) as frames:
+        consumer = ConsumerThread(Consumer(SequenceAnalysis, document_address=documents.address,
+                                           frame_address=frames.address, linger_s=1.0))  # fmt: skip
+        try:
+            documents.wait_for_subscribers(1, 10)
+            frames.wait_for_subscribers(1, 10)
+            documents("start", start)
+            wait_until(lambda: consumer.consumer.runs_seen == 1)
+            for header, data in frames_recorded[5:]:  # the first five never arrive
+                frames.send(header, data)
+            wait_until(lambda: consumer.consumer.receiver.stats.frames_taken == len(frames_recorded) - 5)
+            documents("stream_resource", resource)
+            documents("stop", stop)
+            wait_until(lambda: len(consumer.consumer.finished) == 1)
+        finally:
+            done = consumer.stop()
+    (analysis,) = done.finished
+    n = len(frames_recorded)
+    assert analysis.sequence == [*range(5, n), *range(5)]  # placed by index, order does not matter
+    assert analysis.delivery.backfilled["pilatus"] == 5 and not analysis.delivery.unrecovered

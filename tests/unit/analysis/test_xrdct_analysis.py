@@ -471,3 +471,41 @@ def test_integration_scales_out_over_worker_processes(live, tmp_path):
     with h5py.File(sidecar, "r") as file:
         np.testing.assert_array_equal(file["entry/xrdct/sinogram"][()], reference.scan.sinogram.sinogram())
         assert file["entry/xrdct"].attrs["patterns_interpolated"] == 0
+
+
+def test_a_builder_fetches_the_frames_no_pattern_came_from(live, tmp_path):
+    """Frames lost on their way to the integration workers (a distributor that fell behind a
+    non-blocking publisher): the builder knows each pattern's source frame, fetches the raw
+    frames no pattern came from out of the recorder's file, integrates them itself, and ends
+    with the live analysis' result."""
+    analysis, path, simulation = live
+    config = analysis_config(simulation, tmp_path)
+    lost = {3, *range(700, 760), 3000}
+    with (
+        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
+        FramePublisher(LOOPBACK, pattern="push") as frames,
+    ):
+        builder = ConsumerThread(Consumer(xrdct_analysis_factory(config), document_address=documents.address,
+                                          frame_address=LOOPBACK, frame_pattern="pull", frame_bind=True,
+                                          linger_s=2.0))  # fmt: skip
+        output = FramePublisher(builder.consumer.frames.address, pattern="push", bind=False)
+        worker = ConsumerThread(Consumer(IntegrationWorker(config, output), document_address=documents.address,
+                                         frame_address=frames.address, frame_pattern="pull", linger_s=1.0))  # fmt: skip
+        try:
+            documents.wait_for_subscribers(2, 10)
+            frames.wait_for_subscribers(1, 10)
+            with RunFileReader(path) as reader:
+                for message in reader.messages():
+                    if message.document is not None:
+                        documents(*message.document)
+                    elif message.frame[0].seq not in lost:
+                        frames.send(*message.frame)
+            wait_until(lambda: len(builder.consumer.finished) == 1, timeout_s=60)
+        finally:
+            worker.stop()
+            output.close(linger_s=0)
+            done = builder.stop()
+    ours = done.finished[0]
+    assert ours.delivery.backfilled == {"pilatus": len(lost)} and not ours.delivery.unrecovered
+    assert ours.n_frames == len(lost) and ours.n_patterns == 48 * 64 - len(lost)  # integrated here / by the worker
+    assert_same_results(ours, analysis)
