@@ -43,7 +43,7 @@ from streaming.wire.transport import (
     FrameSubscriber,
 )
 
-from .delivery import RecordedFrames, RunDelivery
+from .delivery import RecordedFrames, RunDelivery, SourceFrames
 from .receiver import DEFAULT_BUFFER_BYTES, Receiver
 
 __all__ = ["SOURCE_SEQ", "Analysis", "Consumer", "ConsumerThread", "RunDelivery"]
@@ -90,7 +90,7 @@ class _Run:
         self.next_seq: Counter[str] = Counter()  # per stream, the sequence number expected next
         self.refilled: dict[str, set[int]] = {}  # per stream, sequence numbers fetched from the file
         self.deferred: dict[str, list[int]] = {}  # missed before the run's file was named (StreamResource)
-        self.sources_seen: dict[str, bytearray] = {}  # per source stream, which frames came derived
+        self.sources_seen = SourceFrames()  # which source frames came as a worker's pattern
         self.recorded = recorded
         self.delivery = RunDelivery()
 
@@ -172,7 +172,6 @@ class Consumer:
         self.runs_seen = 0
         self.errors = 0
         self.receiver = Receiver(self.documents, self.frames, max_bytes=max_buffer_bytes).start()
-        self._last_rates = (time.monotonic(), 0, 0)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -194,7 +193,7 @@ class Consumer:
                 break
             received = self.receiver.get(0)
         self._finish_done_runs()
-        self._log_rates()
+        self.receiver.log_rates()
         return handled
 
     def run(self, stop: threading.Event) -> None:
@@ -215,20 +214,6 @@ class Consumer:
             self.receiver.stop()
             self.documents.close()
             self.frames.close()
-
-    def _log_rates(self, every_s: float = 10.0) -> None:
-        """Whether the analysis keeps up: frames in and done per second, and the backlog."""
-        now = time.monotonic()
-        since, frames_in, frames_done = self._last_rates
-        if now - since < every_s:
-            return
-        stats = self.receiver.stats
-        if stats.frames_in > frames_in or stats.backlog:
-            elapsed = now - since
-            logger.info("frames in %.0f/s, analysed %.0f/s, backlog %d frames (%.0f MB)",
-                        (stats.frames_in - frames_in) / elapsed, (stats.frames_taken - frames_done) / elapsed,
-                        stats.backlog, stats.bytes_held / 1e6)  # fmt: skip
-        self._last_rates = (now, stats.frames_in, stats.frames_taken)
 
     def _guard(self, handler: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         try:
@@ -303,7 +288,7 @@ class Consumer:
                 self._backfill(run, stream, range(run.next_seq[stream], seq))
             run.next_seq[stream] = max(run.next_seq[stream], seq + 1)
         elif self._fills_sources and SOURCE_SEQ in frame.header.indices:
-            _mark(run.sources_seen, frame.header.stream.split(".", 1)[0], int(frame.header.indices[SOURCE_SEQ]))
+            run.sources_seen.mark(frame.header.stream.split(".", 1)[0], int(frame.header.indices[SOURCE_SEQ]))
         run.delivery.live[frame.header.stream] += 1
         self._deliver(run, frame)
 
@@ -354,8 +339,7 @@ class Consumer:
                     run.next_seq[stream] = n
         if self._fills_sources:  # source frames no pattern came from: raw, for the analysis to integrate
             for stream, n in run.expected.items():
-                seen = run.sources_seen.get(stream, bytearray())
-                missing = [seq for seq in range(n) if seq >= len(seen) or not seen[seq]]
+                missing = run.sources_seen.missing(stream, n)
                 if missing and run.received[stream] < n:
                     self._guard(self._backfill, run, stream, missing, at_the_end=True)
         if not run.all_frames_in and not self._takes_a_share:
@@ -374,14 +358,6 @@ class Consumer:
             self.errors += 1
             logger.exception("analysis of run %s failed to finish", uid[:8])
         self.finished.append(run.analysis)
-
-
-def _mark(seen: dict[str, bytearray], stream: str, seq: int) -> None:
-    """Mark frame ``seq`` of ``stream`` as seen (a byte per frame: 0.2 MB per paper-size scan)."""
-    flags = seen.setdefault(stream, bytearray())
-    if seq >= len(flags):
-        flags.extend(bytes(max(seq + 1 - len(flags), len(flags))))
-    flags[seq] = 1
 
 
 class ConsumerThread:

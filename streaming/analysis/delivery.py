@@ -5,6 +5,7 @@
   name in a folder given), waiting a while for frames it has not flushed yet.
 - :class:`RunDelivery`: per stream, frames received live, fetched from the file, and lost
   to both; with the receive buffer's peak; as HDF5 attributes and a report line.
+- :class:`SourceFrames`: which source frames a builder got a worker's pattern of.
 
 A live analysis that falls behind a non-blocking publisher loses frames at its socket, never
 at the recorder's (which keeps up: README, Performance), so the system of record gives them
@@ -26,7 +27,7 @@ from streaming.errors import RunFileError
 from streaming.store.runreader import RunFileReader
 from streaming.wire.protocol import Frame
 
-__all__ = ["RecordedFrames", "RunDelivery"]
+__all__ = ["RecordedFrames", "RunDelivery", "SourceFrames"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,3 +112,22 @@ class RunDelivery:
                 f"{sum(self.unrecovered.values())} lost to both; receive buffer peak {self.peak_backlog_frames} "
                 f"frames ({self.peak_buffer_bytes / 1e6:.0f} MB)")  # fmt: skip
         return line
+
+
+class SourceFrames:
+    """Which frames of each source stream came as a derived frame (a worker's pattern carries
+    its source's sequence number): a byte per frame, 0.2 MB per paper-size scan."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, bytearray] = {}
+
+    def mark(self, stream: str, seq: int) -> None:
+        flags = self._seen.setdefault(stream, bytearray())
+        if seq >= len(flags):
+            flags.extend(bytes(max(seq + 1 - len(flags), len(flags))))  # doubling: amortised O(1)
+        flags[seq] = 1
+
+    def missing(self, stream: str, n_frames: int) -> list[int]:
+        """Sequence numbers below ``n_frames`` of ``stream`` that did not come."""
+        flags = self._seen.get(stream, bytearray())
+        return [seq for seq in range(n_frames) if seq >= len(flags) or not flags[seq]]

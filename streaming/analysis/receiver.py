@@ -83,6 +83,7 @@ class Receiver:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="receiver", daemon=True)
         self.failure: BaseException | None = None
+        self._last_rates = (time.monotonic(), 0, 0)
 
     def start(self) -> Receiver:
         self._thread.start()
@@ -116,6 +117,22 @@ class Receiver:
         """Peaks from now on (a new run)."""
         with self._ready:
             self.stats.peak_bytes, self.stats.peak_frames = self.stats.bytes_held, self.stats.backlog
+
+    def log_rates(self, every_s: float = 10.0) -> None:
+        """Whether the analysis keeps up, every ``every_s`` at most: frames in and taken per
+        second, and the backlog; a warning once the backlog passes half the buffer."""
+        now = time.monotonic()
+        since, frames_in, frames_taken = self._last_rates
+        stats = self.stats
+        if now - since < every_s:
+            return
+        if stats.frames_in > frames_in or stats.backlog:
+            elapsed = now - since
+            level = logging.WARNING if stats.bytes_held > self.max_bytes // 2 else logging.INFO
+            logger.log(level, "frames in %.0f/s, analysed %.0f/s, backlog %d frames (%.0f of %.0f MB)",
+                       (stats.frames_in - frames_in) / elapsed, (stats.frames_taken - frames_taken) / elapsed,
+                       stats.backlog, stats.bytes_held / 1e6, self.max_bytes / 1e6)  # fmt: skip
+        self._last_rates = (now, stats.frames_in, stats.frames_taken)
 
     def confirm(self, subscriber: DocumentSubscriber | FrameSubscriber, run_uid: str, **receipt: Any) -> None:
         """Send a run's receipt on ``subscriber``, from the thread that owns the sockets."""

@@ -46,13 +46,18 @@ def beamline_simulation():
     return sim_xrdct_beamline(preset="tiny").pilatus.simulation
 
 
-def run_and_consume(RE, tmp_path, simulation, n_angles=6):
+def run_and_consume(RE, tmp_path, simulation, n_angles=6, *, analysis=CountingAnalysis, blocking=True,
+                    **consumer_options):  # fmt: skip
+    """A tiny zigzag of ``n_angles`` under a real RunEngine, recorded and consumed by
+    ``analysis``; publishers that wait for their receivers (``blocking``) or a live detector's
+    (which drop for a receiver that falls behind). (finished analysis, run file, plan keywords,
+    recorder)."""
     with (
-        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
-        FramePublisher(LOOPBACK, block_when_full=True) as frames,
+        DocumentPublisher(LOOPBACK, block_when_full=blocking) as documents,
+        FramePublisher(LOOPBACK, block_when_full=blocking) as frames,
     ):
-        consumer = ConsumerThread(Consumer(CountingAnalysis, document_address=documents.address,
-                                           frame_address=frames.address, linger_s=2.0))  # fmt: skip
+        consumer = ConsumerThread(Consumer(analysis, document_address=documents.address,
+                                           frame_address=frames.address, linger_s=2.0, **consumer_options))  # fmt: skip
         recorder = RecorderThread(recorder_config(tmp_path, documents, frames))
         try:
             documents.wait_for_subscribers(2, 10)
@@ -64,23 +69,24 @@ def run_and_consume(RE, tmp_path, simulation, n_angles=6):
             kwargs = bl.zigzag_kwargs()
             kwargs["n_angles"] = n_angles
             RE(xrdct_zigzag(bl.pilatus, bl.translation, bl.rotation, **kwargs))
-            wait_until(lambda: len(consumer.consumer.finished) == 1)
+            wait_until(lambda: len(consumer.consumer.finished) == 1, timeout_s=60)
             wait_until_closed(recorder.recorder)
         finally:
             done = consumer.stop()
-            (path,) = recorder.stop().files.values()
-    return done.finished[0], path, kwargs
+            recorded = recorder.stop()
+    (path,) = recorded.files.values()
+    return done.finished[0], path, kwargs, recorded
 
 
 def test_a_consumer_gets_every_frame_of_a_live_run_and_finishes_it(RE, tmp_path, beamline_simulation):
-    analysis, _, kwargs = run_and_consume(RE, tmp_path, beamline_simulation)
+    analysis, _, kwargs, _ = run_and_consume(RE, tmp_path, beamline_simulation)
     assert analysis.finished and analysis.stop["exit_status"] == "success"
     assert len(analysis.placed) == 6 * kwargs["n_translations"] and set(analysis.placed.values()) == {1}
     assert analysis.documents["stream_datum"] == 6 and analysis.documents["event"] == 6
 
 
 def test_a_replayed_run_reaches_a_consumer_as_the_live_one_did(RE, tmp_path, beamline_simulation):
-    live, path, _ = run_and_consume(RE, tmp_path, beamline_simulation)
+    live, path, _, _ = run_and_consume(RE, tmp_path, beamline_simulation)
     with (
         DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
         FramePublisher(LOOPBACK, block_when_full=True) as frames,
@@ -151,29 +157,12 @@ class StallingAnalysis(CountingAnalysis):
 
 
 def live_run_with_a_stall(RE, tmp_path, simulation, **consumer_options):
-    """A live run with default (non-blocking) publishers, recorded, and consumed by a
-    :class:`StallingAnalysis`."""
-    with DocumentPublisher(LOOPBACK) as documents, FramePublisher(LOOPBACK) as frames:
-        consumer = ConsumerThread(Consumer(StallingAnalysis, document_address=documents.address,
-                                           frame_address=frames.address, linger_s=2.0, **consumer_options))  # fmt: skip
-        recorder = RecorderThread(recorder_config(tmp_path, documents, frames))
-        try:
-            documents.wait_for_subscribers(2, 10)
-            frames.wait_for_subscribers(2, 10)
-            bl = sim_xrdct_beamline(preset="tiny", sink=FrameSink(frames, run_directory=tmp_path))
-            bl.pilatus.simulation = simulation
-            RE.subscribe(bl.sink)
-            RE.subscribe(documents)
-            kwargs = bl.zigzag_kwargs()
-            kwargs["n_angles"] = 12
-            RE(xrdct_zigzag(bl.pilatus, bl.translation, bl.rotation, **kwargs))
-            wait_until(lambda: len(consumer.consumer.finished) == 1, timeout_s=60)
-            wait_until_closed(recorder.recorder)
-        finally:
-            done = consumer.stop()
-            recorded = recorder.stop()
-    assert recorded.frames.sequences.counts[(done.finished[0].start["uid"], "pilatus")].missing == 0
-    return done.finished[0], 12 * kwargs["n_translations"]
+    """A live run with default (non-blocking) publishers, recorded (every frame), and consumed
+    by a :class:`StallingAnalysis`; (the analysis, the run's frame count)."""
+    analysis, _, kwargs, recorded = run_and_consume(RE, tmp_path, simulation, 12, analysis=StallingAnalysis,
+                                                    blocking=False, **consumer_options)  # fmt: skip
+    assert recorded.frames.sequences.counts[(analysis.start["uid"], "pilatus")].missing == 0
+    return analysis, 12 * kwargs["n_translations"]
 
 
 def test_a_stalled_analysis_costs_buffer_not_frames(RE, tmp_path, beamline_simulation):

@@ -169,6 +169,11 @@ def test_the_run_file_shows_the_results_through_its_links(runs):
         assert xcs["potentiostat/time"].size >= 2
         assert xct["reconstruction"].shape == (1, 16, 80, 80) and xct["reconstruction"].attrs["units"] == "1/m"
         assert set(xct["masks"]) >= {"cathode", "casing", "anode"} and xct.attrs["ring_removal"] == "mirror"
+        received = (xcs.attrs["frames_received_live"], xcs.attrs["frames_backfilled"], xcs.attrs["frames_unrecovered"])
+    with RunFileReader(run["path"]) as reader:  # how the frames came: every recorded one, live
+        recorded = sum(stream.n_frames for stream in reader.summary().streams)
+    assert received == (recorded, 0, 0)
+    assert analysis.report()[len(analysis.files)].startswith(f"frames: {recorded} live, 0 from the recorder's file")
     png = analysis.files["png"]
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
