@@ -10,6 +10,7 @@ right file and dataset (``/entry/instrument/<stream>/data`` of the recorder's ru
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,16 @@ class FrameSink:
         *,
         positions: dict[str, float],
         indices: dict[str, int],
-        timestamp: float,
+        timestamp: float | None = None,
+        timestamps: Sequence[float] | None = None,
+        counter: str | None = None,
     ) -> FrameHeader | None:
-        """Send one frame of the open run (numbered in its stream); None in a dry run."""
+        """Send one frame of the open run, or a batch of frames along ``data``'s first axis
+        with ``timestamps`` and the index ``counter`` counting them (numbered in its stream);
+        None in a dry run."""
         run_uid = self.run_uid
-        self.published[stream] += 1
+        self.published[stream] += 1 if timestamps is None else len(timestamps)
         if self.publisher is None:
             return None
-        return self.publisher.publish(
-            stream, data, run_uid=run_uid, positions=positions, indices=indices, timestamp=timestamp
-        )
+        return self.publisher.publish(stream, data, run_uid=run_uid, positions=positions, indices=indices,
+                                      timestamp=timestamp, timestamps=timestamps, counter=counter)  # fmt: skip

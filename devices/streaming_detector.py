@@ -33,8 +33,9 @@ from .sink import FrameSink
 
 __all__ = ["Acquisition", "FrameRecord", "PositionTriggered", "StreamingDetector", "TimeTriggered"]
 
-# one frame: (data, positions, indices, timestamp)
-FrameRecord = tuple[np.ndarray, dict[str, float], dict[str, int], float]
+# one frame: (data, positions, indices, timestamp); or a batch of a time-triggered acquisition:
+# (frames along the first axis, positions, the first frame's indices, one time stamp per frame)
+FrameRecord = tuple[np.ndarray, dict[str, float], dict[str, int], float | np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,13 @@ class StreamingDetector(Device):
                 raise DeviceError(f"{self.name}: complete before prepare and kickoff")
             acquisition, self._acquisition = self._acquisition, None
             for data, positions, indices, timestamp in self._frames(acquisition, self._trigger_times(acquisition)):
-                self.sink.publish(self.name, data, positions=positions, indices=indices, timestamp=timestamp)
-                self._n_frames += 1
+                if np.ndim(timestamp) == 0:
+                    self.sink.publish(self.name, data, positions=positions, indices=indices, timestamp=timestamp)
+                    self._n_frames += 1
+                else:  # a batch: one message for many frames (a fast detector's)
+                    self.sink.publish(self.name, data, positions=positions, indices=indices,
+                                      timestamps=timestamp.tolist(), counter=acquisition.counter)  # fmt: skip
+                    self._n_frames += len(timestamp)
             self.num_captured.put(self._n_frames)
         except Exception as error:
             status.set_exception(error)

@@ -65,7 +65,8 @@ class Analysis(Protocol):
         """Every document of the run after its start (events, stream datums, ...)."""
 
     def frame(self, frame: Frame) -> None:
-        """One frame of the run, of one of :attr:`streams`, in arrival order."""
+        """One frame of the run, of one of :attr:`streams`, in arrival order (a batch of frames
+        only to an analysis whose ``takes_batches`` is true; others get its frames one by one)."""
 
     def finish(self, stop: dict[str, Any] | None) -> None:
         """The run is over: write the results (``stop`` is None when the consumer closes first).
@@ -286,20 +287,26 @@ class Consumer:
                 return  # it came from the file already
             if seq > run.next_seq[stream]:
                 self._backfill(run, stream, range(run.next_seq[stream], seq))
-            run.next_seq[stream] = max(run.next_seq[stream], seq + 1)
+            run.next_seq[stream] = max(run.next_seq[stream], seq + frame.header.n_frames)
         elif self._fills_sources and SOURCE_SEQ in frame.header.indices:
             run.sources_seen.mark(frame.header.stream.split(".", 1)[0], int(frame.header.indices[SOURCE_SEQ]))
-        run.delivery.live[frame.header.stream] += 1
+        run.delivery.live[frame.header.stream] += frame.header.n_frames
         self._deliver(run, frame)
 
     def _deliver(self, run: _Run, frame: Frame) -> None:
         # a derived stream ("pilatus.integrated": one result per frame of "pilatus", made by
         # workers) counts towards the frames its source announced
-        run.received[frame.header.stream.split(".", 1)[0]] += 1
-        run.frames_by_stream[frame.header.stream] += 1
+        n_frames = frame.header.n_frames
+        run.received[frame.header.stream.split(".", 1)[0]] += n_frames
+        run.frames_by_stream[frame.header.stream] += n_frames
         run.last_frame_at = time.monotonic()
-        if frame.header.stream in run.analysis.streams:
+        if frame.header.stream not in run.analysis.streams:
+            return
+        if n_frames == 1 or getattr(run.analysis, "takes_batches", False):
             run.analysis.frame(frame)
+        else:  # a batch, frame by frame (views of its buffer)
+            for one in frame.frames():
+                run.analysis.frame(one)
 
     def _backfill(self, run: _Run, stream: str, seqs: Iterable[int], *, at_the_end: bool = False) -> None:
         """The frames ``seqs`` of ``stream`` that never came, from the recorder's file, in order

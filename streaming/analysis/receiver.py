@@ -109,7 +109,7 @@ class Receiver:
             kind, item = self._items.popleft()
             if kind == "frame":
                 self.stats.bytes_held -= item.data.nbytes
-                self.stats.frames_taken += 1
+                self.stats.frames_taken += item.header.n_frames
                 self._ready.notify_all()  # room again
             return kind, item
 
@@ -183,7 +183,7 @@ class Receiver:
             frame = self.frames.recv(timeout_s=0)
             if frame is None:
                 return
-            self.stats.frames_in += 1
+            self.stats.frames_in += frame.header.n_frames  # frames, not messages: a batch holds many
             self._put("frame", frame, frame.data.nbytes)
 
     def _put(self, kind: str, item: tuple[str, dict[str, Any]] | Frame, nbytes: int) -> None:

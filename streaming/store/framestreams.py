@@ -125,6 +125,24 @@ class StreamWriter:
         self._positions.append(header.positions)
         self._indices.append(header.indices)
 
+    def append_batch(self, header: FrameHeader, data: np.ndarray, recv_time: float, arrival: int) -> None:
+        """The frames of a batch (``header.n_frames`` along ``data``'s first axis), a row
+        each; they share the message's receipt time and arrival index."""
+        n = header.n_frames
+        if self.n_frames + n > self.data.shape[0]:
+            self.data.resize(self.n_frames + n + _GROW_FRAMES, axis=0)
+        if self._encode is not None:
+            for i in range(n):
+                self.data.id.write_direct_chunk((self.n_frames + i, *self._chunk_origin), self._encode(data[i]))
+        else:
+            self.data[self.n_frames : self.n_frames + n] = data
+        self.n_frames += n
+        counter, base = header.counter, header.indices.get(header.counter, 0) if header.counter else 0
+        for i, timestamp in enumerate(header.timestamps):
+            self._rows.append((header.seq + i, timestamp, recv_time, arrival))
+            self._positions.append(header.positions)
+            self._indices.append({**header.indices, counter: base + i} if counter else header.indices)
+
     def trim(self) -> None:
         """Drop the rows grown ahead of the frames (at close)."""
         self.data.resize(self.n_frames, axis=0)

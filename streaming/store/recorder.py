@@ -232,7 +232,7 @@ class Recorder:
             return
         run = self._open_run(run_uid, now)
         run.writer.add_frame(frame.header, frame.data, recv_time=now, arrival=self._next_arrival())
-        self._recorded[run_uid].frames[frame.header.stream] += 1
+        self._recorded[run_uid].frames[frame.header.stream] += frame.header.n_frames
         run.last_activity = self._monotonic()
 
     # -- runs -----------------------------------------------------------------------------
@@ -268,7 +268,7 @@ class Recorder:
             recorded.documents += 1
         for frame, recv_time in self._router.release(run_uid):
             writer.add_frame(frame.header, frame.data, recv_time=recv_time, arrival=self._next_arrival())
-            recorded.frames[frame.header.stream] += 1
+            recorded.frames[frame.header.stream] += frame.header.n_frames
         return run
 
     def _rejections(self) -> _Rejections:

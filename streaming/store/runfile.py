@@ -220,8 +220,12 @@ class RunFileWriter:
                 attrs["start_time"] = _iso(start["time"])
 
     def add_frame(self, header: FrameHeader, data: np.ndarray, *, recv_time: float, arrival: int) -> None:
-        """Write one frame now (bounded memory); its metadata rows go out at the next flush."""
-        self._stream_for(header).append(header, data, recv_time, arrival)
+        """Write one frame, or the frames of a batch, now (bounded memory), a row each; their
+        metadata rows go out at the next flush."""
+        if header.n_frames == 1:
+            self._stream_for(header).append(header, data, recv_time, arrival)
+        else:
+            self._stream_for(header.frame_header(0)).append_batch(header, data, recv_time, arrival)
 
     def update_diagnostics(
         self,

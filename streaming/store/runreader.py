@@ -212,15 +212,13 @@ class RunFileReader:
     # -- both -----------------------------------------------------------------------------
 
     def messages(self) -> Iterator[Message]:
-        """Every document and frame, merged into the original arrival order."""
+        """Every document and frame, merged into the original arrival order; the frames that
+        came as one batch (they share its arrival index) as one batch again."""
         sources = [
             (Message(arrival, recv_time, document=(name, doc)) for name, doc, recv_time, arrival in self.documents())
         ]
         for stream in self.streams:
-            sources.append(
-                Message(arrival, recv_time, frame=(header, data))
-                for header, data, recv_time, arrival in self.frames(stream)
-            )
+            sources.append(_messages(self.frames(stream)))
         return heapq.merge(*sources, key=lambda message: message.arrival)
 
     def summary(self) -> RunSummary:
@@ -271,3 +269,25 @@ class RunFileReader:
 
 def _attr_str(attrs: h5py.AttributeManager, key: str) -> str | None:
     return str(attrs[key]) if key in attrs else None
+
+
+def _messages(frames: Iterator[tuple[FrameHeader, np.ndarray, float, int]]) -> Iterator[Message]:
+    """A stream's frames as the messages they came in: consecutive frames of one arrival
+    index were one batch."""
+    group: list[tuple[FrameHeader, np.ndarray, float, int]] = []
+    for frame in frames:
+        if group and frame[3] != group[0][3]:
+            yield from _message_of(group)
+            group = []
+        group.append(frame)
+    if group:
+        yield from _message_of(group)
+
+
+def _message_of(group: list[tuple[FrameHeader, np.ndarray, float, int]]) -> Iterator[Message]:
+    batch = FrameHeader.batch_of([header for header, *_ in group]) if len(group) > 1 else None
+    if batch is None:
+        for header, data, recv_time, arrival in group:
+            yield Message(arrival, recv_time, frame=(header, data))
+    else:
+        yield Message(group[0][3], group[0][2], frame=(batch, np.stack([data for _, data, *_ in group])))

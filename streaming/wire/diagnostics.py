@@ -53,16 +53,17 @@ class SequenceTracker:
         self._next: dict[tuple[str, str], int] = {}
         self.counts: dict[tuple[str, str], StreamCounts] = {}
 
-    def observe(self, run_uid: str, stream: str, seq: int) -> int:
-        """Record one arrival; return how many sequence numbers it shows to be missing."""
+    def observe(self, run_uid: str, stream: str, seq: int, n_frames: int = 1) -> int:
+        """Record one arrival of ``n_frames`` frames from ``seq`` on (a batch); return how many
+        sequence numbers it shows to be missing."""
         key = (run_uid, stream)
         counts = self.counts.setdefault(key, StreamCounts())
-        counts.received += 1
+        counts.received += n_frames
         expected = self._next.get(key, 0)
         if seq < expected:
-            counts.late += 1
+            counts.late += n_frames
             return 0
-        self._next[key] = seq + 1
+        self._next[key] = seq + n_frames
         counts.missing += seq - expected
         return seq - expected
 

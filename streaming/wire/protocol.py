@@ -18,8 +18,10 @@ Nothing here ever unpickles: msgpack carries only plain data. Every receive path
 :class:`~streaming.errors.FrameDecodeError` / :class:`~streaming.errors.DocumentDecodeError`
 naming the field at fault; receivers count rejections by that field and go on.
 
-Contents: :data:`PROTOCOL_VERSION`, :data:`FRAME_DTYPES`, :class:`FrameHeader`, :class:`Frame`,
-:func:`encode_frame`, :func:`decode_frame` (the frame channel and its header validation); from
+Contents: :data:`PROTOCOL_VERSION`, :data:`FRAME_DTYPES`, :class:`FrameHeader`, :class:`Frame`
+(a frame, or a batch of frames of a fast detector), :func:`encode_frame`, :func:`decode_frame`
+(the frame channel and its header validation), :func:`topic_of` (the stream a rejected message
+names); from
 :mod:`.documents`: :data:`DOCUMENT_NAMES`, :func:`pack_payload`, :func:`unpack_payload`,
 :func:`encode_document`, :func:`decode_document`.
 """
@@ -60,6 +62,7 @@ __all__ = [
     "encode_document",
     "encode_frame",
     "pack_payload",
+    "topic_of",
     "unpack_payload",
 ]
 
@@ -91,8 +94,8 @@ class FrameHeader:
     stream : str
         Stream name, normally the detector's name (``"pilatus"``, ``"hexitec"``, ``"pco"``).
     seq : int
-        Per-(run, stream) sequence number, starting at 0 and rising by 1 per message, so
-        receivers can count gaps exactly.
+        Per-(run, stream) sequence number of the (first) frame, starting at 0 and rising by 1
+        per frame, so receivers can count gaps exactly.
     timestamp : float
         Acquisition time, seconds since the epoch (the device's clock).
     dtype : str
@@ -106,6 +109,15 @@ class FrameHeader:
         place data by these, never by arrival order.
     version : int
         Protocol version, :data:`PROTOCOL_VERSION`.
+    n_frames : int
+        Frames in the message: 1, or a batch stacked along the buffer's first axis (a fast
+        detector's frames, e.g. the HEXITEC's 9118.87 Hz, a thousand to a message). Frame
+        ``i`` of a batch has sequence number ``seq + i``, time stamp ``timestamps[i]``, the
+        batch's positions and indices, but index ``counter`` which is the batch's plus ``i``.
+    timestamps : tuple of float
+        A batch's per-frame time stamps (empty for a single frame; ``timestamp`` is the first).
+    counter : str or None
+        A batch's index that counts its frames.
     """
 
     run_uid: str
@@ -117,6 +129,9 @@ class FrameHeader:
     positions: dict[str, float] = field(default_factory=dict)
     indices: dict[str, int] = field(default_factory=dict)
     version: int = PROTOCOL_VERSION
+    n_frames: int = 1
+    timestamps: tuple[float, ...] = ()
+    counter: str | None = None
 
     @property
     def nbytes(self) -> int:
@@ -124,8 +139,8 @@ class FrameHeader:
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
     def to_wire(self) -> dict[str, Any]:
-        """The header as the plain map that goes into msgpack."""
-        return {
+        """The header as the plain map that goes into msgpack (a batch's fields only for a batch)."""
+        wire = {
             "version": self.version,
             "run_uid": self.run_uid,
             "stream": self.stream,
@@ -136,14 +151,55 @@ class FrameHeader:
             "positions": dict(self.positions),
             "indices": dict(self.indices),
         }
+        if self.n_frames != 1:
+            wire.update(n_frames=self.n_frames, timestamps=list(self.timestamps))
+            if self.counter is not None:
+                wire["counter"] = self.counter
+        return wire
+
+    @classmethod
+    def batch_of(cls, headers: Sequence[FrameHeader]) -> FrameHeader | None:
+        """The header of a batch of these consecutive frames of one stream (the inverse of
+        :meth:`frame_header`), or None when they do not make one: another run, stream, dtype,
+        shape or positions, a gap in their sequence, indices other than a counter that differ."""
+        first = headers[0]
+        same = all((h.run_uid, h.stream, h.dtype, h.shape, h.positions, h.indices.keys(), h.n_frames)
+                   == (first.run_uid, first.stream, first.dtype, first.shape, first.positions, first.indices.keys(), 1)
+                   and h.seq == first.seq + i for i, h in enumerate(headers))  # fmt: skip
+        if not same:
+            return None
+        varying = [key for key in first.indices if any(h.indices[key] != first.indices[key] for h in headers)]
+        if len(varying) > 1 or (varying and any(h.indices[varying[0]] != first.indices[varying[0]] + i
+                                                for i, h in enumerate(headers))):  # fmt: skip
+            return None
+        return cls(run_uid=first.run_uid, stream=first.stream, seq=first.seq, timestamp=first.timestamp,
+                   dtype=first.dtype, shape=(len(headers), *first.shape), positions=first.positions,
+                   indices=first.indices, n_frames=len(headers), timestamps=tuple(h.timestamp for h in headers),
+                   counter=varying[0] if varying else None)  # fmt: skip
+
+    def frame_header(self, i: int) -> FrameHeader:
+        """The header of frame ``i`` of a batch, as if it had come alone."""
+        indices = dict(self.indices)
+        if self.counter is not None:
+            indices[self.counter] = indices.get(self.counter, 0) + i
+        return FrameHeader(run_uid=self.run_uid, stream=self.stream, seq=self.seq + i,
+                           timestamp=self.timestamps[i], dtype=self.dtype, shape=self.shape[1:],
+                           positions=self.positions, indices=indices)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Frame:
-    """A decoded frame: its header and a read-only array viewing the received buffer."""
+    """A decoded frame (or batch of frames): its header and a read-only array viewing the
+    received buffer."""
 
     header: FrameHeader
     data: np.ndarray
+
+    def frames(self) -> list[Frame]:
+        """The frames of a batch, each with its own header, viewing this buffer (or itself)."""
+        if self.header.n_frames == 1:
+            return [self]
+        return [Frame(self.header.frame_header(i), self.data[i]) for i in range(self.header.n_frames)]
 
 
 def _as_buffer(part: Any) -> memoryview:
@@ -294,6 +350,7 @@ def _validate_header(raw: Any, topic: str) -> FrameHeader:
         _is_key(k) and _is_int(v) and 0 <= v <= _INT64_MAX for k, v in indices.items()
     ):
         raise FrameDecodeError("indices", f"expected a map of names to ints >= 0, got {indices!r:.80}")
+    n_frames, timestamps, counter = _validate_batch(raw, shape)
     return FrameHeader(
         run_uid=raw["run_uid"],
         stream=raw["stream"],
@@ -304,4 +361,36 @@ def _validate_header(raw: Any, topic: str) -> FrameHeader:
         positions={k: float(v) for k, v in positions.items()},
         indices=dict(indices),
         version=version,
+        n_frames=n_frames,
+        timestamps=timestamps,
+        counter=counter,
     )
+
+
+def _validate_batch(raw: dict[str, Any], shape: list[int]) -> tuple[int, tuple[float, ...], str | None]:
+    """``n_frames``, ``timestamps`` and ``counter`` of a batch (1, (), None for one frame)."""
+    n_frames = raw.get("n_frames", 1)
+    if not (_is_int(n_frames) and n_frames >= 1):
+        raise FrameDecodeError("n_frames", f"expected an int >= 1, got {n_frames!r:.80}")
+    if n_frames == 1:
+        return 1, (), None
+    if not shape or shape[0] != n_frames:
+        raise FrameDecodeError("n_frames", f"a batch of {n_frames} needs shape ({n_frames}, ...), got {shape!r:.80}")
+    timestamps = raw.get("timestamps")
+    if not (isinstance(timestamps, list) and len(timestamps) == n_frames
+            and all(_is_real(t) and math.isfinite(t) for t in timestamps)):  # fmt: skip
+        raise FrameDecodeError("timestamps", f"expected {n_frames} finite numbers, got {timestamps!r:.80}")
+    counter = raw.get("counter")
+    if counter is not None and not _is_key(counter):
+        raise FrameDecodeError("counter", f"expected an index name, got {counter!r:.80}")
+    return n_frames, tuple(float(t) for t in timestamps), counter
+
+
+def topic_of(parts: Sequence[Any]) -> str | None:
+    """The stream a rejected message claims to belong to, if its topic is readable."""
+    if len(parts) != 3:
+        return None
+    try:
+        return bytes(_as_buffer(parts[0])).decode("utf-8")
+    except UnicodeDecodeError:
+        return None

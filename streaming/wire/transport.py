@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -31,7 +31,7 @@ from streaming.errors import HandshakeTimeoutError, MessageDecodeError
 from .diagnostics import RejectionCounter, SequenceTracker
 from .documents import DEFAULT_MAX_DOCUMENT_BYTES, decode_document, encode_document
 from .endpoint import Endpoint, ReceiptSender, SubscriptionCounter, deadline_remaining_ms
-from .protocol import DEFAULT_MAX_FRAME_BYTES, Frame, FrameHeader, decode_frame, encode_frame
+from .protocol import DEFAULT_MAX_FRAME_BYTES, Frame, FrameHeader, decode_frame, encode_frame, topic_of
 
 __all__ = [
     "DEFAULT_DOCUMENT_ADDRESS",
@@ -253,8 +253,12 @@ class FramePublisher(SubscriptionCounter, Endpoint):
         positions: dict[str, float] | None = None,
         indices: dict[str, int] | None = None,
         timestamp: float | None = None,
+        timestamps: Sequence[float] | None = None,
+        counter: str | None = None,
     ) -> FrameHeader:
-        """Send one frame, numbering it in its (run, stream) sequence; returns its header.
+        """Send one frame, or with ``timestamps`` (one per frame) a batch stacked along
+        ``data``'s first axis whose index ``counter`` counts its frames; numbered in the
+        (run, stream) sequence of frames. Returns the header.
 
         Like :meth:`send`, without a copy: do not modify ``data`` afterwards (allocate a new
         array per frame rather than refilling one buffer).
@@ -262,18 +266,19 @@ class FramePublisher(SubscriptionCounter, Endpoint):
         key = (run_uid, stream)
         seq = self._next_seq.get(key, 0)
         array = np.asarray(data, order="C")
+        n_frames = 1 if timestamps is None else len(timestamps)
+        if timestamps is not None:
+            timestamp = timestamps[0]
+            if n_frames == 1:  # a batch of one is a frame
+                array = array[0]
         header = FrameHeader(
-            run_uid=run_uid,
-            stream=stream,
-            seq=seq,
+            run_uid=run_uid, stream=stream, seq=seq, dtype=array.dtype.str, shape=array.shape,
             timestamp=self._clock() if timestamp is None else timestamp,
-            dtype=array.dtype.str,
-            shape=array.shape,
-            positions=dict(positions or {}),
-            indices=dict(indices or {}),
-        )
+            positions=dict(positions or {}), indices=dict(indices or {}), n_frames=n_frames,
+            timestamps=tuple(timestamps) if n_frames > 1 else (), counter=counter if n_frames > 1 else None,
+        )  # fmt: skip
         self.send(header, array)
-        self._next_seq[key] = seq + 1
+        self._next_seq[key] = seq + n_frames
         return header
 
     def wait_writable(self, stop: Any = None, poll_ms: int = 100) -> bool:
@@ -296,16 +301,6 @@ class FramePublisher(SubscriptionCounter, Endpoint):
             self.socket.disable_monitor()
             self._monitor.close(linger=0)
         super().close(linger_s)
-
-
-def _topic_of(parts: list[Any]) -> str | None:
-    """The stream a rejected message claims to belong to, if its topic is readable."""
-    if len(parts) != 3:
-        return None
-    try:
-        return bytes(parts[0].buffer if isinstance(parts[0], zmq.Frame) else parts[0]).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 class FrameSubscriber(ReceiptSender, Endpoint):
@@ -373,13 +368,14 @@ class FrameSubscriber(ReceiptSender, Endpoint):
         try:
             frame = decode_frame(parts, max_frame_bytes=self.max_frame_bytes)
         except MessageDecodeError as error:
-            self.rejections.reject(error, stream=_topic_of(parts))
+            self.rejections.reject(error, stream=topic_of(parts))
             return None
         header = frame.header
         if self.streams is not None and header.stream not in self.streams:
             return None
         self.n_received += 1
-        if self.sequences is not None and self.sequences.observe(header.run_uid, header.stream, header.seq):
+        if self.sequences is not None and self.sequences.observe(header.run_uid, header.stream, header.seq,
+                                                                 header.n_frames):
             self._gap_events += 1
             if self._gap_events in (1, 10, 100) or self._gap_events % 1000 == 0:
                 counts = self.sequences.counts[(header.run_uid, header.stream)]

@@ -83,6 +83,7 @@ class XcsctAnalysis:
     """
 
     streams = ("pco", "hexitec")
+    takes_batches = True  # the HEXITEC's frames come a thousand to a message
 
     def __init__(self, start: dict[str, Any], config: XcsctAnalysisConfig) -> None:
         self.start, self.config = start, config
@@ -119,10 +120,11 @@ class XcsctAnalysis:
     # -- frames ------------------------------------------------------------------------------
 
     def frame(self, frame: Frame) -> None:
-        if frame.header.stream == "pco":
-            self._pco(frame)
-        else:
+        if frame.header.stream == "hexitec":
             self._hexitec(frame)
+        else:
+            for one in frame.frames():
+                self._pco(one)
 
     def _pco(self, frame: Frame) -> None:
         scan = frame.header.indices.get("scan", 0)
@@ -146,9 +148,11 @@ class XcsctAnalysis:
         logger.info("XCT scan %d reduced from %d projections", reducer.scan, reducer.n_projections)
 
     def _hexitec(self, frame: Frame) -> None:
+        """A HEXITEC frame or batch (a batch is within one acquisition: its indices are all its frames')."""
         indices = frame.header.indices
+        frames = frame.data if frame.header.n_frames > 1 else frame.data[None]
         if indices.get("image_type") == DARK:
-            self._darks.append(np.array(frame.data))  # a copy: the view's buffer is the socket's
+            self._darks.append(np.array(frames))  # a copy: the view's buffer is the socket's
             return
         self._reduce_xct()  # a scan whose last projections were lost must not hold up its mask
         key = (indices.get("scan", 0), indices.get("position", 0))
@@ -157,16 +161,19 @@ class XcsctAnalysis:
             self._complete()
             self._acquisition = current = _Acquisition(*key, frame.header.positions.get("vertical", math.nan))
         if self._accumulator is None:
-            darks = np.stack(self._darks) if self._darks else None
+            darks = np.concatenate(self._darks) if self._darks else None
             self.pedestal_source = "run dark frames" if darks is not None else "config"
             self._accumulator = SpectrumAccumulator(self.config.calibration(darks), self.config.hexitec)
             self._darks.clear()
-        self._batch[self._n_batch] = frame.data
-        self._n_batch += 1
-        current.time_sum_s += frame.header.timestamp
-        current.n_frames += 1
-        if self._n_batch == len(self._batch):
-            self._flush()
+        current.time_sum_s += sum(frame.header.timestamps) if frame.header.n_frames > 1 else frame.header.timestamp
+        current.n_frames += len(frames)
+        done = 0
+        while done < len(frames):  # into the event chain's batch, which is handed over when full
+            n = min(len(self._batch) - self._n_batch, len(frames) - done)
+            self._batch[self._n_batch : self._n_batch + n] = frames[done : done + n]
+            self._n_batch, done = self._n_batch + n, done + n
+            if self._n_batch == len(self._batch):
+                self._flush()
 
     def _flush(self) -> None:
         if self._n_batch:

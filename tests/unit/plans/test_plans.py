@@ -28,8 +28,8 @@ from tests.conftest import LOOPBACK, recorder_config, wait_until, wait_until_clo
 
 
 class FrameCollector:
-    """Receive every frame of the channel in a thread: headers, and the data of one frame in
-    ``keep_every``."""
+    """Receive every frame of the channel in a thread (a batch's one by one): headers, and the
+    data of one frame in ``keep_every``."""
 
     def __init__(self, address: str, keep_every: int = 0) -> None:
         self.subscriber = FrameSubscriber(address)
@@ -41,8 +41,8 @@ class FrameCollector:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            frame = self.subscriber.recv(timeout_s=0.05)
-            if frame is not None:
+            received = self.subscriber.recv(timeout_s=0.05)
+            for frame in received.frames() if received is not None else ():  # a batch: its frames
                 keep = self.keep_every and frame.header.seq % self.keep_every == 0
                 self.frames.append((frame.header, np.array(frame.data) if keep else None))
 

@@ -291,3 +291,31 @@ def test_replaying_a_run_into_the_recorder_that_holds_it_makes_a_new_file(record
         (stream,) = second.summary().streams
         assert (stream.missing, stream.late) == (0, 0)
         assert [d[:2] for d in first.documents()] == [d[:2] for d in second.documents()]
+
+
+def test_a_batch_is_recorded_frame_by_frame_and_replayed_as_the_batch_it_was(recording):
+    """Batches (a fast detector's frames, a thousand to a message) become a row per frame, with
+    each frame's sequence number, time stamp and counter; a lost batch counts as all its
+    frames; a replay sends each batch as it came."""
+    documents, frames, recorder = recording
+    bundle = compose_run()
+    uid = bundle.start_doc["uid"]
+    documents("start", bundle.start_doc)
+    sent = []
+    for b in range(4):
+        data = np.full((5, 8, 8), b, "<u2")
+        times = [100.0 + b + i / 10 for i in range(5)]
+        if b == 2:  # lost on the way: five frames
+            frames.skip("hexitec", run_uid=uid, n=5)
+            continue
+        sent.append(frames.publish("hexitec", data, run_uid=uid, indices={"position": b, "frame": 0},
+                                   timestamps=times, counter="frame"))  # fmt: skip
+    documents("stop", bundle.compose_stop())
+    wait_until_closed(recorder)
+    with RunFileReader(recorder.files[uid]) as reader:
+        rows = [(h.seq, h.timestamp, h.indices["frame"], int(d[0, 0])) for h, d, *_ in reader.frames("hexitec")]
+        (stream,) = reader.summary().streams
+        replayed = [m.frame[0] for m in reader.messages() if m.frame is not None]
+    assert rows == [(5 * b + i, 100.0 + b + i / 10, i, b) for b in (0, 1, 3) for i in range(5)]
+    assert (stream.n_frames, stream.missing) == (15, 5)
+    assert replayed == sent

@@ -274,3 +274,40 @@ def test_arbitrary_document_bytes_never_raise_anything_but_document_decode_error
     except DocumentDecodeError:
         return
     assert isinstance(doc, dict) and isinstance(name, str)
+
+
+def test_a_batch_travels_as_one_message_and_splits_into_its_frames():
+    data = np.arange(3 * 4 * 5, dtype="<u2").reshape(3, 4, 5)
+    header = make_header(data, stream="hexitec", seq=10, timestamp=5.0, n_frames=3, timestamps=(5.0, 5.1, 5.2),
+                         counter="frame", indices={"scan": 2, "frame": 7})  # fmt: skip
+    frame = decode_frame(encode_frame(header, data))
+    assert frame.header == header
+    frames = frame.frames()
+    assert [f.header.seq for f in frames] == [10, 11, 12]
+    assert [f.header.timestamp for f in frames] == [5.0, 5.1, 5.2]
+    assert [f.header.indices for f in frames] == [{"scan": 2, "frame": 7 + i} for i in range(3)]
+    assert all(f.header.shape == (4, 5) and f.header.n_frames == 1 for f in frames)
+    np.testing.assert_array_equal(frames[2].data, data[2])
+    assert FrameHeader.batch_of([f.header for f in frames]) == header  # the inverse
+    # not a batch: a gap, or an index other than the counter that changes
+    assert FrameHeader.batch_of([frames[0].header, frames[2].header]) is None
+    moved = FrameHeader(**{**frames[1].header.__dict__, "indices": {"scan": 3, "frame": 8}})
+    assert FrameHeader.batch_of([frames[0].header, moved]) is None
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"n_frames": 0}, "n_frames"),
+        ({"n_frames": 4}, "n_frames"),  # the buffer holds 3
+        ({"timestamps": [1.0, 2.0]}, "timestamps"),
+        ({"timestamps": [1.0, float("inf"), 2.0]}, "timestamps"),
+        ({"counter": "no/slash"}, "counter"),
+    ],
+)
+def test_a_malformed_batch_header_names_its_field(override, field):
+    data = np.zeros((3, 4), "<u2")
+    wire = {**make_header(data, n_frames=3, timestamps=(1.0, 2.0, 3.0)).to_wire(), **override}
+    with pytest.raises(FrameDecodeError) as raised:
+        decode_frame([b"pilatus", msgpack.packb(wire), data.tobytes()])
+    assert raised.value.field == field
