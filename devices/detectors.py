@@ -112,6 +112,7 @@ class SimPcoEdge(StreamingDetector):
     """
 
     max_frame_rate_hz = 100.0
+    _BATCH = 50  # frames a message (0.5 s at the fastest): the simulated clock makes bursts of them
 
     def __init__(
         self,
@@ -149,9 +150,16 @@ class SimPcoEdge(StreamingDetector):
         else:
             soc = float(self.soc_source()) if self.soc_source is not None else 0.0
             images = self.scan.projections_at(angles, soc)
-        for i in range(n):
-            positions = {"rotation": float(angles[i]), "translation": x_mm}
-            yield images[i], positions, self._tags(acquisition, i), float(times[i])
+        counted = acquisition.counter_values if isinstance(acquisition, PositionTriggered) else range(n)
+        if not np.all(np.diff(counted) == 1):  # a batch's counter counts on by one
+            for i in range(n):
+                positions = {"rotation": float(angles[i]), "translation": x_mm}
+                yield images[i], positions, self._tags(acquisition, i), float(times[i])
+            return
+        for first in range(0, n, self._BATCH):  # a message per batch: in simulated time the
+            last = min(n, first + self._BATCH)  # projections come in bursts of hundreds
+            positions = {"rotation": angles[first:last], "translation": x_mm}
+            yield images[first:last], positions, self._tags(acquisition, first), times[first:last]
 
 
 class SimHexitec(StreamingDetector):

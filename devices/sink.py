@@ -75,13 +75,15 @@ class FrameSink:
         timestamp: float | None = None,
         timestamps: Sequence[float] | None = None,
         counter: str | None = None,
+        frame_positions: dict[str, Sequence[float]] | None = None,
     ) -> FrameHeader | None:
         """Send one frame of the open run, or a batch of frames along ``data``'s first axis
-        with ``timestamps`` and the index ``counter`` counting them (numbered in its stream);
-        None in a dry run."""
+        with ``timestamps``, the index ``counter`` counting them and the ``frame_positions``
+        that change from frame to frame (numbered in its stream); None in a dry run."""
         run_uid = self.run_uid
         self.published[stream] += 1 if timestamps is None else len(timestamps)
         if self.publisher is None:
             return None
         return self.publisher.publish(stream, data, run_uid=run_uid, positions=positions, indices=indices,
-                                      timestamp=timestamp, timestamps=timestamps, counter=counter)  # fmt: skip
+                                      timestamp=timestamp, timestamps=timestamps, counter=counter,
+                                      frame_positions=frame_positions)  # fmt: skip

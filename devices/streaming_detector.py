@@ -33,9 +33,10 @@ from .sink import FrameSink
 
 __all__ = ["Acquisition", "FrameRecord", "PositionTriggered", "StreamingDetector", "TimeTriggered"]
 
-# one frame: (data, positions, indices, timestamp); or a batch of a time-triggered acquisition:
-# (frames along the first axis, positions, the first frame's indices, one time stamp per frame)
-FrameRecord = tuple[np.ndarray, dict[str, float], dict[str, int], float | np.ndarray]
+# one frame: (data, positions, indices, timestamp); or a batch: (frames along the first axis,
+# positions (an array per frame where they change), the first frame's indices, the counter
+# index then counting on by one per frame, one time stamp per frame)
+FrameRecord = tuple[np.ndarray, dict[str, float | np.ndarray], dict[str, int], float | np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,10 @@ class StreamingDetector(Device):
                     self.sink.publish(self.name, data, positions=positions, indices=indices, timestamp=timestamp)
                     self._n_frames += 1
                 else:  # a batch: one message for many frames (a fast detector's)
-                    self.sink.publish(self.name, data, positions=positions, indices=indices,
-                                      timestamps=timestamp.tolist(), counter=acquisition.counter)  # fmt: skip
+                    fixed = {k: v for k, v in positions.items() if np.ndim(v) == 0}
+                    moving = {k: np.asarray(v).tolist() for k, v in positions.items() if np.ndim(v) > 0}
+                    self.sink.publish(self.name, data, positions=fixed, indices=indices, timestamps=timestamp.tolist(),
+                                      counter=acquisition.counter, frame_positions=moving)  # fmt: skip
                     self._n_frames += len(timestamp)
             self.num_captured.put(self._n_frames)
         except Exception as error:

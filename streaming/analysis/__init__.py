@@ -1,6 +1,7 @@
 """The live analysis layer: thin consumers around the pure algorithms of :mod:`streaming.processing`.
 
-- :mod:`.consumer`: the receive loop that feeds each run's documents and frames to an analysis.
+- :mod:`.consumer`: the loop that feeds each run's documents and frames to an analysis.
+- :mod:`.delivery`: the frames a consumer missed, from the recorder's file; how a run's came.
 - :mod:`.distribute`: XRD-CT frames handed round-robin to integration workers.
 - :mod:`.readings`: the potentiostat's readings of a run, for the analyses' series.
 - :mod:`.xrdct`: the XRD-CT analysis (scan state, series, HDF5 writer, workers, figures).

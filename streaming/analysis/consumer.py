@@ -9,7 +9,7 @@ documents announced has arrived (frames and documents travel on separate sockets
 either order), or ``linger_s`` after the stop document if frames were lost on the way.
 
 The sockets are drained by a thread of their own into a buffer bounded by bytes
-(:mod:`.receiver`), so the analysis' long steps cost buffer, not frames. Frames the consumer
+(:mod:`streaming.wire.receiver`), so the analysis' long steps cost buffer, not frames. Frames the consumer
 still missed (a non-blocking publisher drops for a receiver that fell ``hwm`` frames behind)
 show as gaps in their sequence numbers; they are fetched from the recorder's run file
 (:mod:`.delivery`) and handed to the analysis in their place, so it sees every recorded frame
@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from streaming.wire.protocol import Frame
 from streaming.wire.receipts import receiver_name
+from streaming.wire.receiver import DEFAULT_BUFFER_BYTES, Receiver
 from streaming.wire.transport import (
     DEFAULT_DOCUMENT_ADDRESS,
     DEFAULT_FRAME_ADDRESS,
@@ -44,7 +45,6 @@ from streaming.wire.transport import (
 )
 
 from .delivery import RecordedFrames, RunDelivery, SourceFrames
-from .receiver import DEFAULT_BUFFER_BYTES, Receiver
 
 __all__ = ["SOURCE_SEQ", "Analysis", "Consumer", "ConsumerThread", "RunDelivery"]
 
@@ -124,7 +124,7 @@ class Consumer:
         Messages handled per :meth:`poll` at most (a backlog of frames does not starve the
         end-of-run checks).
     max_buffer_bytes : int
-        Most bytes of frames received and not yet analysed (:mod:`.receiver`).
+        Most bytes of frames received and not yet analysed (:mod:`streaming.wire.receiver`).
     backfill : bool
         Fetch the frames missing from a SUB stream from the recorder's file (not for a worker
         taking a share, whose frames have no sequence of their own).
@@ -184,7 +184,7 @@ class Consumer:
         handled = 0
         received = self.receiver.get(timeout_s)
         while received is not None:
-            kind, item = received
+            kind, item, _ = received
             if kind == "document":
                 self._guard(self._on_document, *item)
             else:

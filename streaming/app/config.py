@@ -158,7 +158,7 @@ class LiveConfig:
     """How the live analyses receive: their buffer, and the frames they missed fetched from
     the recorder's files (:mod:`streaming.analysis.consumer`)."""
 
-    buffer_mb: int = 2048  # frames received and not yet analysed, at most (see streaming.analysis.receiver)
+    buffer_mb: int = 2048  # frames received and not yet analysed, at most (see streaming.wire.receiver)
     backfill: bool = True
     run_dir: Path | None = None  # the recorder's folder, if not where the runs' StreamResources say
     backfill_timeout_s: float = 10.0

@@ -137,10 +137,12 @@ class StreamWriter:
         else:
             self.data[self.n_frames : self.n_frames + n] = data
         self.n_frames += n
+        moving = header.frame_positions
         counter, base = header.counter, header.indices.get(header.counter, 0) if header.counter else 0
         for i, timestamp in enumerate(header.timestamps):
             self._rows.append((header.seq + i, timestamp, recv_time, arrival))
-            self._positions.append(header.positions)
+            self._positions.append({**header.positions, **{k: v[i] for k, v in moving.items()}} if moving
+                                   else header.positions)  # fmt: skip
             self._indices.append({**header.indices, counter: base + i} if counter else header.indices)
 
     def trim(self) -> None:

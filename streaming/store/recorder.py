@@ -35,8 +35,10 @@ from typing import Any
 
 import zmq
 
+from streaming.wire.diagnostics import SequenceTracker
 from streaming.wire.protocol import Frame
 from streaming.wire.receipts import receiver_name
+from streaming.wire.receiver import Receiver
 from streaming.wire.transport import DocumentSubscriber, FrameSubscriber
 
 from .filenames import run_file_name
@@ -47,6 +49,8 @@ from .runfile import RunFileWriter
 __all__ = ["Recorder", "RecorderConfig", "RecorderThread", "run_file_name"]
 
 logger = logging.getLogger(__name__)
+
+_PER_POLL = 1000  # messages recorded per poll at most
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,16 @@ class Recorder:
         self._monotonic = monotonic  # timers: linger, pending, flush (immune to clock steps)
         name = receiver_name("recorder")
         self.documents = DocumentSubscriber(config.document_address, context=context, receiver=name)
+        # sequence gaps are counted here, in the order messages are recorded (a run sent again
+        # restarts its count when its start document is handled, not when it is received)
         self.frames = FrameSubscriber(config.frame_address, context=context, hwm=config.frame_hwm,
-                                      max_frame_bytes=config.max_frame_bytes, receiver=name)  # fmt: skip
-        self._poller = zmq.Poller()
-        self._poller.register(self.documents.socket, zmq.POLLIN)
-        self._poller.register(self.frames.socket, zmq.POLLIN)
+                                      max_frame_bytes=config.max_frame_bytes, receiver=name,
+                                      track_sequence=False)  # fmt: skip
+        self.sequences = SequenceTracker()
+        self._gap_events = 0
+        # a thread keeps the sockets empty while this one compresses and writes: a burst (the
+        # PCO's projections between HEXITEC batches) costs buffer, not frames
+        self.receiver = Receiver(self.documents, self.frames, max_bytes=config.buffer_bytes, clock=clock).start()
         self._runs: dict[str, _OpenRun] = {}
         self._router = RunRouter()
         self._arrival = 0
@@ -132,13 +141,26 @@ class Recorder:
     # -- main loop ------------------------------------------------------------------------
 
     def poll(self, timeout_s: float = 0.1) -> int:
-        """Wait up to ``timeout_s`` for messages, record those ready; return how many."""
-        ready = dict(self._poller.poll(int(timeout_s * 1000)))
+        """Wait up to ``timeout_s`` for messages, record those received; return how many."""
+        if self.receiver.failure is not None:
+            raise RuntimeError("the recorder's receive thread failed") from self.receiver.failure
         n = 0
-        if self.documents.socket in ready:
-            n += self._drain(self.documents.socket, multipart=False, limit=1000)
-        if self.frames.socket in ready:
-            n += self._drain(self.frames.socket, multipart=True, limit=64)
+        received = self.receiver.get(timeout_s)
+        while received is not None:
+            n += 1
+            kind, item, recv_time = received
+            try:
+                if kind == "frame":
+                    self._on_frame(item, recv_time)
+                else:
+                    self._on_document(*item, recv_time)
+            except Exception:  # one message that cannot be written must not end the recording
+                self.write_errors += 1
+                if self.write_errors in (1, 10, 100) or self.write_errors % 1000 == 0:
+                    logger.exception("could not record a message (#%d)", self.write_errors)
+            if n >= _PER_POLL:  # the flushes and closes of housekeeping come too
+                break
+            received = self.receiver.get(0)
         self._housekeeping()
         return n
 
@@ -147,6 +169,7 @@ class Recorder:
         try:
             while not stop.is_set():
                 self.poll(0.1)
+            self.receiver.stop()  # nothing more comes in; what came is recorded below
             while self.poll(0.0):
                 pass
         finally:
@@ -156,34 +179,6 @@ class Recorder:
     def idle(self) -> bool:
         """True when every run seen has its file closed and no frames wait for a start."""
         return not self._runs and not self._router.pending
-
-    def _drain(self, socket: zmq.Socket, *, multipart: bool, limit: int) -> int:
-        n = 0
-        while n < limit:
-            try:
-                message = (
-                    socket.recv_multipart(zmq.NOBLOCK, copy=False)
-                    if multipart
-                    else socket.recv(zmq.NOBLOCK, copy=False)
-                )
-            except zmq.Again:
-                break
-            n += 1
-            now = self._clock()
-            try:
-                if multipart:
-                    frame = self.frames.accept(message)
-                    if frame is not None:
-                        self._on_frame(frame, now)
-                else:
-                    result = self.documents.accept(message)
-                    if result is not None:
-                        self._on_document(*result, now)
-            except Exception:  # one message that cannot be written must not end the recording
-                self.write_errors += 1
-                if self.write_errors in (1, 10, 100) or self.write_errors % 1000 == 0:
-                    logger.exception("could not record a message (#%d)", self.write_errors)
-        return n
 
     def _next_arrival(self) -> int:
         self._arrival += 1
@@ -204,11 +199,10 @@ class Recorder:
             self.closed_runs.discard(run_uid)
             self._rejections_at_open.pop(run_uid, None)
             self._recorded.pop(run_uid, None)
-            if self.frames.sequences is not None:
-                self.frames.sequences.restart(run_uid)
-                held = self._router.pending.get(run_uid)
-                for frame, _ in held.frames if held is not None else ():  # its frames that came first
-                    self.frames.sequences.observe(run_uid, frame.header.stream, frame.header.seq)
+            self.sequences.restart(run_uid)
+            held = self._router.pending.get(run_uid)
+            for frame, _ in held.frames if held is not None else ():  # its frames that came first
+                self.sequences.observe(run_uid, frame.header.stream, frame.header.seq, frame.header.n_frames)
         if name == "start" and run_uid not in self.files:
             run = self._open_run(run_uid, now, start=doc)
         else:
@@ -222,7 +216,13 @@ class Recorder:
     # -- frames ---------------------------------------------------------------------------
 
     def _on_frame(self, frame: Frame, now: float) -> None:
-        run_uid = frame.header.run_uid
+        header = frame.header
+        if self.sequences.observe(header.run_uid, header.stream, header.seq, header.n_frames):
+            self._gap_events += 1
+            if self._gap_events in (1, 10, 100) or self._gap_events % 1000 == 0:
+                missing = self.sequences.counts[(header.run_uid, header.stream)].missing
+                logger.warning("gap #%d in %s: %d frames missing so far", self._gap_events, header.stream, missing)
+        run_uid = header.run_uid
         if run_uid not in self._runs:
             # arrival indices are given when written, after the start document; a closed run's
             # frame waits too: it may be the first of the run sent again (a replay), whose
@@ -279,9 +279,7 @@ class Recorder:
         return _Rejections(by_field, Counter(self.frames.rejections.by_stream))
 
     def _flush_run(self, run_uid: str, run: _OpenRun) -> None:
-        counts = {}
-        if self.frames.sequences is not None:
-            counts = {stream: c for (uid, stream), c in self.frames.sequences.counts.items() if uid == run_uid}
+        counts = {stream: c for (uid, stream), c in self.sequences.counts.items() if uid == run_uid}
         since_open = self._rejections() - run.rejections_at_open
         run.writer.update_diagnostics(counts, since_open.by_field, since_open.by_stream)
         run.writer.flush()
@@ -292,8 +290,8 @@ class Recorder:
         run.writer.close(end_time=self._clock())
         self.closed_runs.add(run_uid)
         recorded = self._recorded[run_uid]
-        self.documents.confirm(run_uid, documents=recorded.documents)
-        self.frames.confirm(run_uid, frames=recorded.frames)
+        self.receiver.confirm(self.documents, run_uid, documents=recorded.documents)
+        self.receiver.confirm(self.frames, run_uid, frames=dict(recorded.frames))
 
     def _housekeeping(self) -> None:
         now = self._monotonic()
@@ -329,6 +327,7 @@ class Recorder:
             for run_uid in list(self._runs):
                 self._guarded(self._close_run, run_uid)
         finally:
+            self.receiver.stop()
             self.documents.close()
             self.frames.close()
             self.closed = True

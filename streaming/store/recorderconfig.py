@@ -11,6 +11,7 @@ from pathlib import Path
 
 from streaming.errors import ConfigError
 from streaming.wire.protocol import DEFAULT_MAX_FRAME_BYTES
+from streaming.wire.receiver import DEFAULT_BUFFER_BYTES
 from streaming.wire.transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADDRESS, DEFAULT_FRAME_HWM
 
 from .chunks import COMPRESSIONS
@@ -41,7 +42,10 @@ class RecorderConfig:
     max_frame_bytes : int
         Largest frame accepted.
     frame_hwm : int
-        Receive high-water mark of the frame socket, frames.
+        Receive high-water mark of the frame socket, messages.
+    buffer_bytes : int
+        Most bytes of frames received and not yet written (:mod:`streaming.wire.receiver`): a
+        burst or a slow write costs buffer, not frames.
     """
 
     out_dir: Path
@@ -54,6 +58,7 @@ class RecorderConfig:
     max_pending_bytes: int = 512 * 2**20
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     frame_hwm: int = DEFAULT_FRAME_HWM
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -63,7 +68,7 @@ class RecorderConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"recorder.{name}: must be a number > 0 (seconds), got {value!r}")
-        for name in ("max_pending_bytes", "max_frame_bytes", "frame_hwm"):
+        for name in ("max_pending_bytes", "max_frame_bytes", "frame_hwm", "buffer_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"recorder.{name}: must be an int > 0, got {value!r}")

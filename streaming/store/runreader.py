@@ -21,6 +21,7 @@ import hdf5plugin  # noqa: F401  (registers the compression filters for reading)
 import numpy as np
 
 from streaming.errors import RunFileError
+from streaming.wire.batches import batch_header
 from streaming.wire.protocol import FrameHeader
 
 from .chunks import is_bitshuffle_lz4, read_frame
@@ -285,7 +286,7 @@ def _messages(frames: Iterator[tuple[FrameHeader, np.ndarray, float, int]]) -> I
 
 
 def _message_of(group: list[tuple[FrameHeader, np.ndarray, float, int]]) -> Iterator[Message]:
-    batch = FrameHeader.batch_of([header for header, *_ in group]) if len(group) > 1 else None
+    batch = batch_header([header for header, *_ in group]) if len(group) > 1 else None
     if batch is None:
         for header, data, recv_time, arrival in group:
             yield Message(arrival, recv_time, frame=(header, data))

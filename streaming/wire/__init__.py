@@ -1,9 +1,13 @@
 """The wire layer: what crosses a socket, and the sockets themselves.
 
-- :mod:`.protocol`: frame headers in msgpack, validated on receipt (never pickle); the protocol's overview.
+- :mod:`.protocol`: frame headers in msgpack, validated on receipt (never pickle); the
+  protocol's overview.
+- :mod:`.batches`: a fast detector's frames, many to a message, and back.
 - :mod:`.documents`: bluesky documents in msgpack, validated on receipt.
 - :mod:`.endpoint`: the socket plumbing under every endpoint (binding, subscriber counting).
 - :mod:`.transport`: the document and frame publishers and subscribers.
+- :mod:`.receipts`: receivers confirm upstream what they received of each run.
+- :mod:`.receiver`: a receiver's sockets drained in a thread into a buffer bounded by bytes.
 - :mod:`.diagnostics`: counters of rejected messages and sequence gaps.
 
 Imports only :mod:`streaming.errors` of this project.

@@ -4,17 +4,20 @@
 - :class:`SequenceTracker`: turns per-stream sequence numbers into exact gap counts.
 - :class:`RejectionCounter`: counts rejected messages by the field at fault and logs them
   at a decimating rate (1st, 10th, 100th, ... of each kind), never once per message.
+- :func:`topic_of`: the stream a rejected message names, when its topic is readable.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from streaming.errors import MessageDecodeError
 
-__all__ = ["RejectionCounter", "SequenceTracker", "StreamCounts"]
+__all__ = ["RejectionCounter", "SequenceTracker", "StreamCounts", "topic_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +106,13 @@ class RejectionCounter:
         count = self.by_field[error.field]
         if count in (1, 10, 100) or count % 1000 == 0:
             logger.warning("rejected %s message #%d on field %s: %s", self.channel, count, error.field, error)
+
+
+def topic_of(parts: Sequence[Any]) -> str | None:
+    """The stream a rejected message claims to belong to, if its topic is readable."""
+    if len(parts) != 3:
+        return None
+    try:
+        return bytes(parts[0].buffer if hasattr(parts[0], "buffer") else parts[0]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None

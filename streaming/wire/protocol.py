@@ -20,8 +20,7 @@ naming the field at fault; receivers count rejections by that field and go on.
 
 Contents: :data:`PROTOCOL_VERSION`, :data:`FRAME_DTYPES`, :class:`FrameHeader`, :class:`Frame`
 (a frame, or a batch of frames of a fast detector), :func:`encode_frame`, :func:`decode_frame`
-(the frame channel and its header validation), :func:`topic_of` (the stream a rejected message
-names); from
+(the frame channel and its header validation); from
 :mod:`.documents`: :data:`DOCUMENT_NAMES`, :func:`pack_payload`, :func:`unpack_payload`,
 :func:`encode_document`, :func:`decode_document`.
 """
@@ -62,7 +61,6 @@ __all__ = [
     "encode_document",
     "encode_frame",
     "pack_payload",
-    "topic_of",
     "unpack_payload",
 ]
 
@@ -118,6 +116,9 @@ class FrameHeader:
         A batch's per-frame time stamps (empty for a single frame; ``timestamp`` is the first).
     counter : str or None
         A batch's index that counts its frames.
+    frame_positions : dict of str to tuple of float
+        A batch's positions that differ from frame to frame (a rotation during a projection
+        series), one value per frame; ``positions`` holds the first frame's.
     """
 
     run_uid: str
@@ -132,6 +133,7 @@ class FrameHeader:
     n_frames: int = 1
     timestamps: tuple[float, ...] = ()
     counter: str | None = None
+    frame_positions: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
@@ -155,36 +157,20 @@ class FrameHeader:
             wire.update(n_frames=self.n_frames, timestamps=list(self.timestamps))
             if self.counter is not None:
                 wire["counter"] = self.counter
+            if self.frame_positions:
+                wire["frame_positions"] = {key: list(values) for key, values in self.frame_positions.items()}
         return wire
-
-    @classmethod
-    def batch_of(cls, headers: Sequence[FrameHeader]) -> FrameHeader | None:
-        """The header of a batch of these consecutive frames of one stream (the inverse of
-        :meth:`frame_header`), or None when they do not make one: another run, stream, dtype,
-        shape or positions, a gap in their sequence, indices other than a counter that differ."""
-        first = headers[0]
-        same = all((h.run_uid, h.stream, h.dtype, h.shape, h.positions, h.indices.keys(), h.n_frames)
-                   == (first.run_uid, first.stream, first.dtype, first.shape, first.positions, first.indices.keys(), 1)
-                   and h.seq == first.seq + i for i, h in enumerate(headers))  # fmt: skip
-        if not same:
-            return None
-        varying = [key for key in first.indices if any(h.indices[key] != first.indices[key] for h in headers)]
-        if len(varying) > 1 or (varying and any(h.indices[varying[0]] != first.indices[varying[0]] + i
-                                                for i, h in enumerate(headers))):  # fmt: skip
-            return None
-        return cls(run_uid=first.run_uid, stream=first.stream, seq=first.seq, timestamp=first.timestamp,
-                   dtype=first.dtype, shape=(len(headers), *first.shape), positions=first.positions,
-                   indices=first.indices, n_frames=len(headers), timestamps=tuple(h.timestamp for h in headers),
-                   counter=varying[0] if varying else None)  # fmt: skip
 
     def frame_header(self, i: int) -> FrameHeader:
         """The header of frame ``i`` of a batch, as if it had come alone."""
         indices = dict(self.indices)
         if self.counter is not None:
             indices[self.counter] = indices.get(self.counter, 0) + i
-        return FrameHeader(run_uid=self.run_uid, stream=self.stream, seq=self.seq + i,
-                           timestamp=self.timestamps[i], dtype=self.dtype, shape=self.shape[1:],
-                           positions=self.positions, indices=indices)  # fmt: skip
+        positions = self.positions
+        if self.frame_positions:
+            positions = {**positions, **{key: values[i] for key, values in self.frame_positions.items()}}
+        return FrameHeader(run_uid=self.run_uid, stream=self.stream, seq=self.seq + i, timestamp=self.timestamps[i],
+                           dtype=self.dtype, shape=self.shape[1:], positions=positions, indices=indices)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -350,7 +336,7 @@ def _validate_header(raw: Any, topic: str) -> FrameHeader:
         _is_key(k) and _is_int(v) and 0 <= v <= _INT64_MAX for k, v in indices.items()
     ):
         raise FrameDecodeError("indices", f"expected a map of names to ints >= 0, got {indices!r:.80}")
-    n_frames, timestamps, counter = _validate_batch(raw, shape)
+    n_frames, timestamps, counter, frame_positions = _validate_batch(raw, shape, positions)
     return FrameHeader(
         run_uid=raw["run_uid"],
         stream=raw["stream"],
@@ -364,33 +350,35 @@ def _validate_header(raw: Any, topic: str) -> FrameHeader:
         n_frames=n_frames,
         timestamps=timestamps,
         counter=counter,
+        frame_positions=frame_positions,
     )
 
 
-def _validate_batch(raw: dict[str, Any], shape: list[int]) -> tuple[int, tuple[float, ...], str | None]:
-    """``n_frames``, ``timestamps`` and ``counter`` of a batch (1, (), None for one frame)."""
+def _validate_batch(
+    raw: dict[str, Any], shape: list[int], positions: dict[str, Any]
+) -> tuple[int, tuple[float, ...], str | None, dict[str, tuple[float, ...]]]:
+    """``n_frames``, ``timestamps``, ``counter`` and ``frame_positions`` of a batch (1, (),
+    None, {} for one frame)."""
     n_frames = raw.get("n_frames", 1)
     if not (_is_int(n_frames) and n_frames >= 1):
         raise FrameDecodeError("n_frames", f"expected an int >= 1, got {n_frames!r:.80}")
     if n_frames == 1:
-        return 1, (), None
+        return 1, (), None, {}
     if not shape or shape[0] != n_frames:
         raise FrameDecodeError("n_frames", f"a batch of {n_frames} needs shape ({n_frames}, ...), got {shape!r:.80}")
     timestamps = raw.get("timestamps")
-    if not (isinstance(timestamps, list) and len(timestamps) == n_frames
-            and all(_is_real(t) and math.isfinite(t) for t in timestamps)):  # fmt: skip
+    if not _is_series(timestamps, n_frames):
         raise FrameDecodeError("timestamps", f"expected {n_frames} finite numbers, got {timestamps!r:.80}")
     counter = raw.get("counter")
     if counter is not None and not _is_key(counter):
         raise FrameDecodeError("counter", f"expected an index name, got {counter!r:.80}")
-    return n_frames, tuple(float(t) for t in timestamps), counter
+    moving = raw.get("frame_positions", {})
+    if not (isinstance(moving, dict) and all(k in positions and _is_series(v, n_frames) for k, v in moving.items())):
+        raise FrameDecodeError("frame_positions", f"expected positions' names to {n_frames} finite numbers each, "
+                               f"got {moving!r:.80}")  # fmt: skip
+    return (n_frames, tuple(float(t) for t in timestamps), counter,
+            {k: tuple(float(x) for x in v) for k, v in moving.items()})  # fmt: skip
 
 
-def topic_of(parts: Sequence[Any]) -> str | None:
-    """The stream a rejected message claims to belong to, if its topic is readable."""
-    if len(parts) != 3:
-        return None
-    try:
-        return bytes(_as_buffer(parts[0])).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+def _is_series(values: Any, n: int) -> bool:
+    return isinstance(values, list) and len(values) == n and all(_is_real(v) and math.isfinite(v) for v in values)

@@ -28,10 +28,10 @@ from zmq.utils.monitor import recv_monitor_message
 
 from streaming.errors import HandshakeTimeoutError, MessageDecodeError
 
-from .diagnostics import RejectionCounter, SequenceTracker
+from .diagnostics import RejectionCounter, SequenceTracker, topic_of
 from .documents import DEFAULT_MAX_DOCUMENT_BYTES, decode_document, encode_document
 from .endpoint import Endpoint, ReceiptSender, SubscriptionCounter, deadline_remaining_ms
-from .protocol import DEFAULT_MAX_FRAME_BYTES, Frame, FrameHeader, decode_frame, encode_frame, topic_of
+from .protocol import DEFAULT_MAX_FRAME_BYTES, Frame, FrameHeader, decode_frame, encode_frame
 
 __all__ = [
     "DEFAULT_DOCUMENT_ADDRESS",
@@ -255,10 +255,12 @@ class FramePublisher(SubscriptionCounter, Endpoint):
         timestamp: float | None = None,
         timestamps: Sequence[float] | None = None,
         counter: str | None = None,
+        frame_positions: dict[str, Sequence[float]] | None = None,
     ) -> FrameHeader:
         """Send one frame, or with ``timestamps`` (one per frame) a batch stacked along
-        ``data``'s first axis whose index ``counter`` counts its frames; numbered in the
-        (run, stream) sequence of frames. Returns the header.
+        ``data``'s first axis whose index ``counter`` counts its frames and whose
+        ``frame_positions`` change from frame to frame; numbered in the (run, stream)
+        sequence of frames. Returns the header.
 
         Like :meth:`send`, without a copy: do not modify ``data`` afterwards (allocate a new
         array per frame rather than refilling one buffer).
@@ -267,15 +269,17 @@ class FramePublisher(SubscriptionCounter, Endpoint):
         seq = self._next_seq.get(key, 0)
         array = np.asarray(data, order="C")
         n_frames = 1 if timestamps is None else len(timestamps)
+        positions, moving = dict(positions or {}), {k: tuple(v) for k, v in (frame_positions or {}).items()}
+        positions.update({key: values[0] for key, values in moving.items()})  # the first frame's
         if timestamps is not None:
             timestamp = timestamps[0]
             if n_frames == 1:  # a batch of one is a frame
-                array = array[0]
+                array, moving = array[0], {}
         header = FrameHeader(
             run_uid=run_uid, stream=stream, seq=seq, dtype=array.dtype.str, shape=array.shape,
-            timestamp=self._clock() if timestamp is None else timestamp,
-            positions=dict(positions or {}), indices=dict(indices or {}), n_frames=n_frames,
-            timestamps=tuple(timestamps) if n_frames > 1 else (), counter=counter if n_frames > 1 else None,
+            timestamp=self._clock() if timestamp is None else timestamp, positions=positions,
+            indices=dict(indices or {}), n_frames=n_frames, timestamps=tuple(timestamps) if n_frames > 1 else (),
+            counter=counter if n_frames > 1 else None, frame_positions=moving,
         )  # fmt: skip
         self.send(header, array)
         self._next_seq[key] = seq + n_frames

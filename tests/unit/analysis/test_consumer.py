@@ -161,7 +161,7 @@ def live_run_with_a_stall(RE, tmp_path, simulation, **consumer_options):
     by a :class:`StallingAnalysis`; (the analysis, the run's frame count)."""
     analysis, _, kwargs, recorded = run_and_consume(RE, tmp_path, simulation, 12, analysis=StallingAnalysis,
                                                     blocking=False, **consumer_options)  # fmt: skip
-    assert recorded.frames.sequences.counts[(analysis.start["uid"], "pilatus")].missing == 0
+    assert recorded.sequences.counts[(analysis.start["uid"], "pilatus")].missing == 0
     return analysis, 12 * kwargs["n_translations"]
 
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streaming.errors import DocumentDecodeError, FrameDecodeError
+from streaming.wire.batches import batch_header
 from streaming.wire.protocol import (
     FRAME_DTYPES,
     PROTOCOL_VERSION,
@@ -288,11 +289,11 @@ def test_a_batch_travels_as_one_message_and_splits_into_its_frames():
     assert [f.header.indices for f in frames] == [{"scan": 2, "frame": 7 + i} for i in range(3)]
     assert all(f.header.shape == (4, 5) and f.header.n_frames == 1 for f in frames)
     np.testing.assert_array_equal(frames[2].data, data[2])
-    assert FrameHeader.batch_of([f.header for f in frames]) == header  # the inverse
+    assert batch_header([f.header for f in frames]) == header  # the inverse
     # not a batch: a gap, or an index other than the counter that changes
-    assert FrameHeader.batch_of([frames[0].header, frames[2].header]) is None
+    assert batch_header([frames[0].header, frames[2].header]) is None
     moved = FrameHeader(**{**frames[1].header.__dict__, "indices": {"scan": 3, "frame": 8}})
-    assert FrameHeader.batch_of([frames[0].header, moved]) is None
+    assert batch_header([frames[0].header, moved]) is None
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
-"""A consumer's receive loop, in a thread of its own: sockets drained into a buffer bounded by bytes.
+"""A receive loop in a thread of its own: a receiver's two sockets drained into a buffer bounded by bytes.
 
 - :class:`Receiver`: reads the document and frame sockets as fast as messages come, whatever
-  the analysis is doing, into a first-in first-out buffer; the analysis takes from it
-  (:meth:`Receiver.get`). A stall of the analysis (a reconstruction, maps, writing) then
-  costs buffer, not frames: a non-blocking publisher drops frames only for a receiver whose
-  socket is full, and this one's socket is emptied continuously.
+  the receiver does with them (an analysis' reconstruction, the recorder's compression and
+  writing), into a first-in first-out buffer, each message with its receipt time; the
+  receiver takes from it (:meth:`Receiver.get`). A stall or a burst then costs buffer, not
+  frames: a non-blocking publisher drops frames only for a receiver whose socket is full, and
+  this one's socket is emptied continuously.
 - :class:`ReceiverStats`: frames in and taken, bytes buffered and their peak.
 
 When the buffer is full the thread stops reading frames (documents, small, are always read):
@@ -27,8 +28,8 @@ from typing import Any
 
 import zmq
 
-from streaming.wire.protocol import Frame
-from streaming.wire.transport import DocumentSubscriber, FrameSubscriber
+from .protocol import Frame
+from .transport import DocumentSubscriber, FrameSubscriber
 
 __all__ = ["DEFAULT_BUFFER_BYTES", "Receiver", "ReceiverStats"]
 
@@ -70,14 +71,24 @@ class Receiver:
         :meth:`stop` returns.
     max_bytes : int
         Most frame bytes held (frames are held as received, without a copy).
+    clock : callable
+        Receipt time stamps, seconds since the epoch.
     """
 
-    def __init__(self, documents: DocumentSubscriber, frames: FrameSubscriber, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        documents: DocumentSubscriber,
+        frames: FrameSubscriber,
+        *,
+        max_bytes: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be > 0, got {max_bytes}")
         self.documents, self.frames, self.max_bytes = documents, frames, max_bytes
+        self._clock = clock
         self.stats = ReceiverStats()
-        self._items: deque[tuple[str, Any]] = deque()
+        self._items: deque[tuple[str, Any, float]] = deque()
         self._commands: deque[Callable[[], object]] = deque()
         self._ready = threading.Condition()
         self._stop = threading.Event()
@@ -98,20 +109,20 @@ class Receiver:
 
     # -- the analysis' side ------------------------------------------------------------------
 
-    def get(self, timeout_s: float = 0.0) -> tuple[str, Any] | None:
-        """The next message, waiting up to ``timeout_s``: ``("document", (name, doc))`` or
-        ``("frame", frame)``; None if none came."""
+    def get(self, timeout_s: float = 0.0) -> tuple[str, Any, float] | None:
+        """The next message, waiting up to ``timeout_s``: ``("document", (name, doc), recv_time)``
+        or ``("frame", frame, recv_time)`` (receipt time, s since the epoch); None if none came."""
         with self._ready:
             if not self._items and timeout_s > 0:
                 self._ready.wait(timeout_s)
             if not self._items:
                 return None
-            kind, item = self._items.popleft()
+            kind, item, recv_time = self._items.popleft()
             if kind == "frame":
                 self.stats.bytes_held -= item.data.nbytes
                 self.stats.frames_taken += item.header.n_frames
                 self._ready.notify_all()  # room again
-            return kind, item
+            return kind, item, recv_time
 
     def reset_peaks(self) -> None:
         """Peaks from now on (a new run)."""
@@ -187,8 +198,9 @@ class Receiver:
             self._put("frame", frame, frame.data.nbytes)
 
     def _put(self, kind: str, item: tuple[str, dict[str, Any]] | Frame, nbytes: int) -> None:
+        received = self._clock()
         with self._ready:
-            self._items.append((kind, item))
+            self._items.append((kind, item, received))
             if nbytes:
                 stats = self.stats
                 stats.bytes_held += nbytes
