@@ -37,7 +37,8 @@ from streaming.processing.hexitec import (
     SpectrumAccumulator,
     pedestal_from_darks,
 )
-from streaming.processing.xct import absorbance, reconstruct, remove_rings
+from streaming.processing.rings import remove_rings
+from streaming.processing.xct import absorbance, reconstruct
 
 RESULTS = Path(__file__).parent / "results" / "xcs_processing.json"
 _FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)

@@ -28,7 +28,7 @@ from devices.streaming_detector import StreamingDetector
 
 from .cycling import cycling_metadata
 from .stubs import close_shutter
-from .xcs import xcs_positions
+from .xcs import xcs_frames, xcs_positions
 from .xct import rotation_speed, xct_projections
 from .xrdct import geometry_metadata, line_geometry, zigzag_lines
 
@@ -118,6 +118,8 @@ def operando_xcsct(
         "plan_args": {"n_projections": n_projections, "xcs_positions_mm": [float(p) for p in xcs_positions_mm],
                       "xct_exposure": xct_exposure, "xcs_exposure": xcs_exposure, "angle_range": list(angle_range),
                       "flats": flats, "darks": darks, "max_repeats": max_repeats, "interval_s": interval_s},
+        # what an analysis expects of each acquisition, to say what it was made from
+        "xcs_frames_per_acquisition": xcs_frames(hexitec, xcs_exposure),
         "detectors": [camera.name, hexitec.name],
         "motors": [rotation.name, vertical.name],
         "hints": {"dimensions": [(["time"], "primary")]},

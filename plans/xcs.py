@@ -19,9 +19,14 @@ from devices.streaming_detector import StreamingDetector, TimeTriggered
 
 from .stubs import fly
 
-__all__ = ["xcs_acquire", "xcs_positions"]
+__all__ = ["xcs_acquire", "xcs_frames", "xcs_positions"]
 
 Plan = Generator[Msg, Any, Any]
+
+
+def xcs_frames(hexitec: StreamingDetector, exposure: float) -> int:
+    """Frames of one XCS acquisition of ``exposure`` seconds at the detector's frame rate."""
+    return max(1, round(exposure * hexitec.max_frame_rate_hz))
 
 
 def xcs_positions(
@@ -39,7 +44,7 @@ def xcs_positions(
     for height in positions:
         vertical.check_value(float(height))
     frame_period_s = 1 / hexitec.max_frame_rate_hz
-    n_frames = max(1, round(exposure / frame_period_s))
+    n_frames = xcs_frames(hexitec, exposure)
     if beam is not None:
         yield from bps.mv(beam, "fan")
     if shutter is not None:

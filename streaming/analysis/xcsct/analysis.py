@@ -98,8 +98,9 @@ class XcsctAnalysis:
         self._reducer: XctScanReducer | None = None
         self.xct: list[XctResult] = []
         self.results: dict[str, list[Any]] = {key: [] for key in (
-            "scan", "position", "position_mm", "emf_time", "n_frames", "emf_map", "emf_sigma", "emf_cathode",
-            "emf_cathode_sigma", "region_mask", "region_from_xct", "spectrum_region", "spectrum_total")}  # fmt: skip
+            "scan", "position", "position_mm", "emf_time", "n_frames", "n_frames_expected", "emf_map", "emf_sigma",
+            "emf_cathode", "emf_cathode_sigma", "region_mask", "region_from_xct", "spectrum_region",
+            "spectrum_total")}  # fmt: skip
         self.counters: list[dict[str, int]] = []
         self.latest_cube: np.ndarray | None = None
         self.readings = PotentiostatReadings()
@@ -140,12 +141,16 @@ class XcsctAnalysis:
         reducer, self._reducer = self._reducer, None
         if reducer is None or reducer.n_projections < 2:
             return
-        c = self.config
+        c, args = self.config, self.start.get("plan_args", {})
+        planned = None  # the scan's grid of angles, to put the projections that never came on
+        if "n_projections" in args:
+            planned = (int(args["n_projections"]), tuple(args.get("angle_range", (0.0, 360.0))))
         self.xct.append(reduce_scan(reducer, ring_removal=c.ring_removal, filter_name=c.filter_name,
                                     center_px=c.center_px, pixel_size_m=c.xct_pixel_size_m,
                                     row_height_m=c.xct_row_height_m, z_origin_m=c.xct_z_origin_m,
-                                    n_pixels=c.xct_n_pixels, segmentation=c.segmentation))  # fmt: skip
-        logger.info("XCT scan %d reduced from %d projections", reducer.scan, reducer.n_projections)
+                                    n_pixels=c.xct_n_pixels, segmentation=c.segmentation, planned=planned))  # fmt: skip
+        logger.info("XCT scan %d reduced from %d projections (%d interpolated)", reducer.scan, reducer.n_projections,
+                    self.xct[-1].n_interpolated)  # fmt: skip
 
     def _hexitec(self, frame: Frame) -> None:
         """A HEXITEC frame or batch (a batch is within one acquisition: its indices are all its frames')."""
@@ -202,6 +207,7 @@ class XcsctAnalysis:
         value, sigma = compton.emf(spectrum, self._edges_kev, c.incident_kev, c.angle_deg, return_sigma=True)
         for key, item in (("scan", done.scan), ("position", done.position), ("position_mm", done.height_mm),
                           ("emf_time", done.time_sum_s / done.n_frames), ("n_frames", done.n_frames),
+                          ("n_frames_expected", int(self.start.get("xcs_frames_per_acquisition", done.n_frames))),
                           ("emf_map", emf_map), ("emf_sigma", emf_sigma), ("emf_cathode", float(value)),
                           ("emf_cathode_sigma", float(sigma)), ("region_mask", region),
                           ("region_from_xct", bool(self.xct)), ("spectrum_region", spectrum),
@@ -244,7 +250,13 @@ class XcsctAnalysis:
         lines = [f"{kind.upper()} {path}" for kind, path in self.files.items()]
         if self.delivery is not None:
             lines.append(self.delivery.report_line())
-        lines.append(f"XCT scans reduced: {len(self.xct)}; XCS acquisitions: {len(self.results['scan'])}")
+        used, expected = (np.asarray(self.results[key], np.int64) for key in ("n_frames", "n_frames_expected"))
+        if np.any(used < expected):  # the EMF and its sigma come from the frames that arrived
+            lines.append(f"XCS frames used of expected: {int(used.sum())} of {int(expected.sum())} "
+                         f"(per acquisition, at least {float(np.min(used / expected)):.1%})")  # fmt: skip
+        interpolated = [r.n_interpolated for r in self.xct]
+        lines.append(f"XCT scans reduced: {len(self.xct)}; XCS acquisitions: {len(self.results['scan'])}"
+                     + (f"; XCT projections interpolated per scan: {interpolated}" if any(interpolated) else ""))
         scans = np.asarray(self.results["scan"], dtype=np.int64)
         emf = np.asarray(self.results["emf_cathode"], dtype=np.float64)
         sigma = np.asarray(self.results["emf_cathode_sigma"], dtype=np.float64)

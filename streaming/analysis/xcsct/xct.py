@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from streaming.processing.rings import covers_full_turn, fill_missing_projections, remove_rings
 from streaming.processing.segmentation import SegmentationConfig, mask_on_xcs_grid, segment_coin_cell
-from streaming.processing.xct import absorbance, reconstruct, remove_rings
+from streaming.processing.xct import absorbance, reconstruct
 from streaming.wire.protocol import Frame
 
 __all__ = ["DARK", "FLAT", "PROJECTION", "XctResult", "XctScanReducer", "reduce_scan", "write_xct"]
@@ -84,6 +85,21 @@ class XctScanReducer:
         order = sorted(self._absorbance)
         return np.stack([self._absorbance[i] for i in order]), np.array([self._theta_rad[i] for i in order])
 
+    def on_grid(self, n_projections: int, angle_range_deg: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, int]:
+        """The scan on its planned grid of ``n_projections`` angles over ``angle_range_deg``
+        (as ``plans.xct`` spreads them), the projections that never arrived interpolated
+        (:func:`~streaming.processing.rings.fill_missing_projections`): absorbance stack,
+        angles (rad), and how many were interpolated."""
+        first, last = angle_range_deg
+        theta_rad = np.radians(np.linspace(first, last, n_projections, endpoint=False))
+        present = np.zeros(n_projections, bool)
+        stack = np.zeros((n_projections, *next(iter(self._absorbance.values())).shape), np.float32)
+        for index, image in self._absorbance.items():
+            if 0 <= index < n_projections:
+                stack[index], present[index] = image, True
+        full_turn = abs(abs(last - first) - 360.0) < 1e-6
+        return fill_missing_projections(stack, present, full_turn=full_turn), theta_rad, int((~present).sum())
+
     @property
     def mean_time_s(self) -> float:
         """Mean projection time stamp, s since the epoch."""
@@ -107,6 +123,11 @@ class XctResult:
     row_height_m, z_origin_m : float
         Height of a volume row, and of row 0's lower face above the stage's zero, m.
     n_projections : int
+        Projections that arrived (and were flat-field corrected).
+    n_interpolated : int
+        Projections of the planned grid that never arrived, interpolated from their neighbours.
+    ring_removal : str
+        The ring removal used.
     """
 
     scan: int
@@ -117,6 +138,8 @@ class XctResult:
     row_height_m: float
     z_origin_m: float
     n_projections: int
+    n_interpolated: int = 0
+    ring_removal: str = "off"
 
     def mask_on_xcs_grid(self, component: str, *, z_centre_m: float, thickness_m: float) -> np.ndarray:
         """Fraction (80, 80) of the sheet at ``z_centre_m`` that lies in ``component``."""
@@ -135,16 +158,30 @@ def reduce_scan(
     z_origin_m: float,
     n_pixels: int,
     segmentation: SegmentationConfig,
+    planned: tuple[int, tuple[float, float]] | None = None,
 ) -> XctResult:
-    """Rings removed (``ring_removal``: ``"mirror"``, ``"median"`` or ``"off"``), FBP, segmentation."""
-    sinograms, theta_rad = reducer.sinograms()
+    """Rings removed (``ring_removal``: ``"mirror"``, ``"median"`` or ``"off"``), FBP, segmentation.
+
+    ``planned``: the scan's ``(n_projections, angle_range_deg)``; the projections missing from
+    it are interpolated first (:meth:`XctScanReducer.on_grid`). ``"mirror"`` needs a whole turn
+    of evenly spread angles: without them (no plan, or not a full turn) ``"median"`` is used,
+    and the result says so."""
+    n_interpolated = 0
+    if planned is not None:
+        sinograms, theta_rad, n_interpolated = reducer.on_grid(*planned)
+    else:
+        sinograms, theta_rad = reducer.sinograms()
+    if ring_removal == "mirror" and not covers_full_turn(theta_rad):
+        logger.warning("XCT scan %d: angles not evenly spread over a whole turn: rings removed by 'median'",
+                       reducer.scan)  # fmt: skip
+        ring_removal = "median"
     if ring_removal != "off":
         sinograms = remove_rings(sinograms, theta_rad, center_px=center_px, method=ring_removal)
     volume = reconstruct(sinograms, theta_rad, center_px=center_px, n_pixels=n_pixels, pixel_size_m=pixel_size_m,
                          filter_name=filter_name)  # fmt: skip
     cell = segment_coin_cell(volume, segmentation)
     return XctResult(reducer.scan, reducer.mean_time_s, volume, cell.masks, cell.thresholds_per_m, row_height_m,
-                     z_origin_m, len(theta_rad))  # fmt: skip
+                     z_origin_m, reducer.n_projections, n_interpolated, ring_removal)  # fmt: skip
 
 
 def write_xct(entry: h5py.Group, results: list[XctResult], attrs: dict[str, object]) -> None:
@@ -161,6 +198,9 @@ def write_xct(entry: h5py.Group, results: list[XctResult], attrs: dict[str, obje
     voxel_m3 = [r.row_height_m * attrs["pixel_size_m"] ** 2 for r in results]
     cathode = np.array([r.masks["cathode"].sum() * v for r, v in zip(results, voxel_m3, strict=True)])
     group.create_dataset("cathode_volume_m3", data=cathode).attrs["units"] = "m^3"
+    # what each scan was made from
+    group.create_dataset("projections_received", data=np.array([r.n_projections for r in results], np.int64))
+    group.create_dataset("projections_interpolated", data=np.array([r.n_interpolated for r in results], np.int64))
     if not results:
         return
     latest = results[-1]

@@ -13,6 +13,7 @@ from simulators.coin_cell import MATERIALS, CoinCellPhantom
 from simulators.xcs import sheet_column_atoms
 from simulators.xct import XctScan
 from streaming.errors import ConfigError
+from streaming.processing.rings import remove_rings
 from streaming.processing.segmentation import SegmentationConfig, mask_on_xcs_grid, segment_coin_cell
 from streaming.processing.xct import (
     absorbance,
@@ -20,7 +21,6 @@ from streaming.processing.xct import (
     flat_dark_correct,
     minus_log,
     reconstruct,
-    remove_rings,
 )
 
 ENERGY_KEV = 114.64
