@@ -46,3 +46,34 @@ def test_a_live_analysis_fed_by_default_publishers_equals_the_replayed_one(prese
     assert done.returncode == 0, done.err[-3000:]
     (sidecar,) = results.glob("*.xrdct.h5")
     assert_same_xrdct(sidecar, analyzed / sidecar.name)
+
+
+def test_xcsct_live_at_the_detectors_rate_keeps_every_frame(tmp_path):
+    """The XCS-CT flow with default publishers: HEXITEC frames at 9118.87 Hz (a thousand to a
+    message), PCO projections in bursts, a 1C charge. The recorder keeps every frame (before:
+    half the HEXITEC frames and 100 of 400 projections were lost), and the live analysis
+    reduces every XCT scan and reports the cathode's EMF (before: the XCT reduction raised,
+    and the EMF was over the whole field)."""
+    runs, results, calibration = (tmp_path / name for name in ("runs", "results", "calibration"))
+    runs.mkdir()
+    with services() as started:
+        script = launch([sys.executable, "-m", "tests.flows.live_xcsct", str(calibration), str(runs), "2"])
+        started.append(script)
+        documents, frames = script.first_line.split()
+        started.append(start("record", "--docs", documents, "--frames", frames, "--out", str(runs)))
+        consume = start("consume", "xcsct", "--docs", documents, "--frames", frames, "--out", str(results),
+                        "--set", f"xcsct.calibration_dir={str(calibration)!r}")  # fmt: skip
+        started.append(consume)
+        finish(script, timeout_s=600)
+        assert script.returncode == 0, script.err[-3000:]
+        wait_until(lambda: any(results.glob("*.xcs.png")), timeout_s=300)  # written last
+    assert all(service.returncode == 0 for service in started), [s.err[-2000:] for s in started if s.returncode]
+    (recorded,) = runs.glob("*.h5")
+    with RunFileReader(recorded) as reader:
+        streams = {s.name: s for s in reader.summary().streams}
+    n_hexitec = 2 * 3 * round(0.5 * 9118.87)
+    assert (streams["hexitec"].n_frames, streams["hexitec"].missing) == (n_hexitec, 0)
+    assert (streams["pco"].n_frames, streams["pco"].missing) == (2 * (180 + 10 + 10), 0)
+    assert "XCT scans reduced: 2; XCS acquisitions: 6" in consume.out
+    assert len(re.findall(r"scan \d[^:]*: EMF \(cathode\) 0\.\d+ ± 0\.\d+ over 3 heights", consume.out)) == 2
+    assert "Traceback" not in consume.err
