@@ -45,9 +45,12 @@ class PotentiostatReadings:
         return columns
 
     def at(self, times_s: np.ndarray, key: str) -> np.ndarray:
-        """``key`` (a numeric column) linearly interpolated at ``times_s``; NaN without readings."""
+        """``key`` (a numeric column) linearly interpolated at ``times_s`` between the readings
+        that hold it (a lost or empty reading is passed over; before the first and after the
+        last, the nearest); NaN without any."""
         times_s = np.asarray(times_s, dtype=np.float64)
         series = self.series()
-        if series["time"].size == 0:
+        held = np.isfinite(series[key])
+        if not held.any():
             return np.full(times_s.shape, np.nan)
-        return np.interp(times_s, series["time"], series[key])
+        return np.interp(times_s, series["time"][held], series[key][held])
