@@ -117,6 +117,7 @@ class StreamingDetector(Device):
 
     def _reset_run(self, run_uid: str | None = None) -> None:
         self._run_uid = run_uid
+        self._attempts: dict[tuple[object, ...], int] = {}  # per acquisition (its tags), times armed
         self._n_frames = 0
         self._n_described = 0
         self._resource: event_model.ComposeStreamResourceBundle | None = None
@@ -146,6 +147,10 @@ class StreamingDetector(Device):
         self.acquire_time.put(value.exposure_s)
         self._acquisition = value
         self._armed_at = None
+        # an acquisition armed again in a run (re-run after a hard pause or a suspension: bluesky
+        # replays its messages) tags its frames with the attempt, so receivers let them supersede
+        key = (tuple(sorted(value.indices.items())), value.counter)
+        self._attempt = self._attempts[key] = self._attempts.get(key, -1) + 1
         return finished_status(self)
 
     def kickoff(self) -> Status:
@@ -162,7 +167,9 @@ class StreamingDetector(Device):
             if self._acquisition is None or self._armed_at is None:
                 raise DeviceError(f"{self.name}: complete before prepare and kickoff")
             acquisition, self._acquisition = self._acquisition, None
-            for data, positions, indices, timestamp in self._frames(acquisition, self._trigger_times(acquisition)):
+            attempt = {"attempt": self._attempt} if self._attempt else {}
+            for data, positions, tags, timestamp in self._frames(acquisition, self._trigger_times(acquisition)):
+                indices = {**tags, **attempt}
                 if np.ndim(timestamp) == 0:
                     self.sink.publish(self.name, data, positions=positions, indices=indices, timestamp=timestamp)
                     self._n_frames += 1

@@ -57,6 +57,7 @@ def xct_projections(
     """One XCT scan inside an open run (the camera's stream declared)."""
     speed = rotation_speed(rotation, angle_range, n_projections, exposure)
     tags = {} if scan_index is None else {"scan": scan_index}
+    yield from bps.checkpoint()  # a pause during the scan re-runs the scan, not what came before
     if darks:
         if shutter is None:
             raise ValueError("darks need a shutter to close")

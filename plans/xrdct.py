@@ -4,8 +4,10 @@ Each line (one angle) flies the translation axis at ``step / exposure`` across t
 while the detector takes one frame per translation step (position triggered); even lines
 run forward, odd lines backward (the zigzag: no return travel). Every frame is tagged with
 its ``angle`` and ``translation`` indices (and ``scan`` in operando series); consumers place
-it by those, never by arrival order. A ``checkpoint`` precedes every line: pause and resume
-happen at line boundaries.
+it by those, never by arrival order. A ``checkpoint`` precedes every line: a deferred pause
+waits for the line's end; a hard pause or a suspension (beam loss) re-runs the interrupted line
+from its start (every move of a line is unconditional, since bluesky replays the messages
+after a checkpoint, not this code), and the re-run frames carry the index ``attempt``.
 
 The run's ``primary`` stream has one event per line (the rotation angle), which is what
 ``LiveTable`` and ``BestEffortCallback`` show; the frames are in the detector's own stream as
@@ -96,9 +98,10 @@ def zigzag_lines(
         direction = 1.0 if forward else -1.0
         start = positions[order[0]] - direction * run_up
         stop = positions[order[-1]] + direction * run_up
+        # both moves unconditionally: after a hard pause bluesky replays these messages, not
+        # this code, and the translation then stands wherever the pause stopped it
         yield from bps.mv(rotation, float(angle))
-        if abs(translation.position - start) > 1e-9:
-            yield from bps.mv(translation, float(start))
+        yield from bps.mv(translation, float(start))
         # a trigger opens each exposure half a step early, so the frame is centred on its point
         triggers = tuple(float(p) for p in positions[order] - direction * step / 2)
         acquisition = PositionTriggered(

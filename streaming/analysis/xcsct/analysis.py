@@ -61,6 +61,7 @@ class _Acquisition:
     height_mm: float
     time_sum_s: float = 0.0
     n_frames: int = 0
+    attempt: int = 0  # taken again after a pause or a suspension: the later one counts
 
 
 def xcsct_analysis_factory(config: XcsctAnalysisConfig):
@@ -160,11 +161,16 @@ class XcsctAnalysis:
             self._darks.append(np.array(frames))  # a copy: the view's buffer is the socket's
             return
         self._reduce_xct()  # a scan whose last projections were lost must not hold up its mask
-        key = (indices.get("scan", 0), indices.get("position", 0))
+        key, attempt = (indices.get("scan", 0), indices.get("position", 0)), indices.get("attempt", 0)
         current = self._acquisition
-        if current is None or (current.scan, current.position) != key:
+        if current is not None and (current.scan, current.position) == key and attempt != current.attempt:
+            if attempt < current.attempt:
+                return  # superseded by the acquisition taken again
+            self._restart(attempt)  # taken again after a pause: its earlier frames are dropped
+        elif current is None or (current.scan, current.position) != key:
             self._complete()
-            self._acquisition = current = _Acquisition(*key, frame.header.positions.get("vertical", math.nan))
+            self._acquisition = _Acquisition(*key, frame.header.positions.get("vertical", math.nan), attempt=attempt)
+        current = self._acquisition
         if self._accumulator is None:
             darks = np.concatenate(self._darks) if self._darks else None
             self.pedestal_source = "run dark frames" if darks is not None else "config"
@@ -179,6 +185,16 @@ class XcsctAnalysis:
             self._n_batch, done = self._n_batch + n, done + n
             if self._n_batch == len(self._batch):
                 self._flush()
+
+    def _restart(self, attempt: int) -> None:
+        """The current acquisition is being taken again: what it had so far is dropped."""
+        done = self._acquisition
+        logger.info("XCS scan %d position %d taken again (attempt %d): %d earlier frames dropped", done.scan,
+                    done.position, attempt, done.n_frames)  # fmt: skip
+        self._acquisition = _Acquisition(done.scan, done.position, done.height_mm, attempt=attempt)
+        self._n_batch = 0
+        if self._accumulator is not None:
+            self._accumulator.reset()
 
     def _flush(self) -> None:
         if self._n_batch:

@@ -56,14 +56,25 @@ class XctScanReducer:
         self._absorbance: dict[int, np.ndarray] = {}  # projection index -> (n_rows, n_cols)
         self._theta_rad: dict[int, float] = {}
         self._time_s: list[float] = []
+        self._attempts: dict[int, int] = {}  # per image type, the latest attempt seen
 
     @property
     def n_projections(self) -> int:
         return len(self._absorbance)
 
     def add(self, frame: Frame) -> None:
-        """One ``pco`` frame of this scan (placed by its indices, never by arrival order)."""
+        """One ``pco`` frame of this scan (placed by its indices, never by arrival order); the
+        darks or flats of an acquisition taken again (index ``attempt``) replace the earlier ones."""
         kind = frame.header.indices.get("image_type", PROJECTION)
+        attempt = frame.header.indices.get("attempt", 0)
+        if attempt < self._attempts.get(kind, 0):
+            return  # superseded
+        if attempt > self._attempts.get(kind, 0):
+            self._attempts[kind] = attempt
+            if kind == DARK:
+                self._dark_sum, self.n_darks = None, 0
+            elif kind == FLAT:
+                self._flat_sum, self.n_flats = None, 0
         image = np.asarray(frame.data, dtype=np.float64)
         if kind == DARK:
             self._dark_sum = image.copy() if self._dark_sum is None else self._dark_sum + image

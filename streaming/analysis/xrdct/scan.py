@@ -143,9 +143,11 @@ class XrdctScan:
             self.center_px = float(self.config.center_px)
         else:
             self.center_px = estimate_center_of_rotation(corrected.sum(axis=2), self.angles_deg)
+        # a pattern taken again (a line re-run after a pause) replaced one the live image holds
         live_is_final = (
             self.fbp is not None and self.fbp.complete and self.config.live_channels is None
             and abs(self.fbp.center_px - self.center_px) <= self.config.recenter_tolerance_px
+            and not self.sinogram.n_replaced
         )  # fmt: skip
         if live_is_final:
             self.reconstruction = self.fbp.image()

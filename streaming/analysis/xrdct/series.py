@@ -42,7 +42,8 @@ class ScanSeries:
     def add(self, scan: XrdctScan) -> None:
         """Summarise a finished scan (after its ``finish``)."""
         self.summaries.append({"scan": scan.index, "center_px": scan.center_px, "time_s": scan.mean_time_s,
-                               "lattices": scan.mean_lattices(), "interpolated": scan.n_interpolated})  # fmt: skip
+                               "lattices": scan.mean_lattices(), "interpolated": scan.n_interpolated,
+                               "replaced": scan.sinogram.n_replaced})  # fmt: skip
 
     @property
     def center_px(self) -> float | None:
@@ -72,8 +73,9 @@ class ScanSeries:
                 state = f" at {series['voltage'][i]:.3f} V, {series['capacity'][i]:.1f} mAh"
             lattices = ", ".join(f"mean {name[5:]} {series[name][i]:.4f} Å" for name in series
                                  if name.startswith("mean_"))  # fmt: skip
-            missing = self.summaries[i]["interpolated"]
+            missing, replaced = self.summaries[i]["interpolated"], self.summaries[i]["replaced"]
             lines.append(f"scan {index}{state}: centre of rotation {series['center_of_rotation_px'][i]:.2f} px"
                          + (f"; {lattices}" if lattices else "")
-                         + (f"; {missing} missing patterns interpolated" if missing else ""))  # fmt: skip
+                         + (f"; {missing} missing patterns interpolated" if missing else "")
+                         + (f"; {replaced} patterns taken again (a re-run line) used" if replaced else ""))  # fmt: skip
         return lines
