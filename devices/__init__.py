@@ -9,6 +9,7 @@ EPICS classes with the same names and ``set`` values (:mod:`devices.epics`).
 - :mod:`.detectors`: :class:`SimPilatus`, :class:`SimPcoEdge`, :class:`SimHexitec`.
 - :mod:`.potentiostat`, :mod:`.protocol`: :class:`SimPotentiostat` running a
   :class:`CyclingProtocol` within :class:`PotentiostatLimits`.
+- :mod:`.ring`: :class:`SimRingCurrent`, the storage ring's current, with beam dumps.
 - :mod:`.beamline`: :func:`sim_xrdct_beamline`, :func:`sim_xcsct_beamline`.
 """
 
@@ -17,6 +18,7 @@ from .detectors import SimHexitec, SimPcoEdge, SimPilatus
 from .motion import BEAM_SHAPES, ClockDelay, SimAxis, SimBeamShaper, SimShutter, Trajectory
 from .potentiostat import SimPotentiostat
 from .protocol import CurrentStep, CyclingProtocol, PotentiostatLimits, RestStep, VoltageStep, parse_protocol
+from .ring import SimRingCurrent
 from .sink import FrameSink
 from .streaming_detector import PositionTriggered, StreamingDetector, TimeTriggered
 
@@ -35,6 +37,7 @@ __all__ = [
     "SimPcoEdge",
     "SimPilatus",
     "SimPotentiostat",
+    "SimRingCurrent",
     "SimShutter",
     "StreamingDetector",
     "TimeTriggered",

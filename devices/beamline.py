@@ -18,6 +18,7 @@ recorder and consumers; without one the frames are counted and dropped (a dry ru
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from .detectors import SimHexitec, SimPcoEdge, SimPilatus
 from .motion import ClockDelay, SimAxis, SimBeamShaper, SimShutter
 from .potentiostat import SimPotentiostat
 from .protocol import PotentiostatLimits
+from .ring import SimRingCurrent
 from .sink import FrameSink
 
 __all__ = ["XcsctBeamline", "XrdctBeamline", "sim_xcsct_beamline", "sim_xrdct_beamline"]
@@ -52,6 +54,7 @@ class XrdctBeamline:
     pilatus: SimPilatus
     potentiostat: SimPotentiostat
     delay: ClockDelay
+    ring: SimRingCurrent
 
     def zigzag_kwargs(self, exposure_s: float = 0.01) -> dict[str, Any]:
         """The scan that matches the simulated cell's grid (for ``xrdct_zigzag``)."""
@@ -77,8 +80,11 @@ def sim_xrdct_beamline(
     soc: float = 0.0,
     seed: int = 0,
     sample_interval_s: float = 30.0,
+    beam_dumps: Sequence[tuple[float, float]] = (),
 ) -> XrdctBeamline:
-    """The XRD-CT devices on a simulated clock, around the AAA NMC532/graphite cell."""
+    """The XRD-CT devices on a simulated clock, around the AAA NMC532/graphite cell;
+    ``beam_dumps``: ``(start, duration)`` of each loss of the ring's beam, seconds from now on
+    the clock, and seconds."""
     clock = clock or SimulatedClock(start=time.time())
     sink = sink or FrameSink()
     battery = EquivalentCircuitBattery(AAA_NMC532_GRAPHITE, soc=soc)
@@ -96,7 +102,12 @@ def sim_xrdct_beamline(
     pilatus = SimPilatus(name="pilatus", sink=sink, clock=clock, simulation=simulation, translation=translation,
                          rotation=rotation, shutter=shutter, soc_source=potentiostat.cell_soc)  # fmt: skip
     return XrdctBeamline(clock, sink, translation, rotation, shutter, beam, pilatus, potentiostat,
-                         ClockDelay(name="delay", clock=clock))  # fmt: skip
+                         ClockDelay(name="delay", clock=clock), _ring(clock, beam_dumps))  # fmt: skip
+
+
+def _ring(clock: SimulatedClock, beam_dumps: Sequence[tuple[float, float]]) -> SimRingCurrent:
+    now = clock.time()
+    return SimRingCurrent(name="ring", clock=clock, dumps=[(now + start, duration) for start, duration in beam_dumps])
 
 
 @dataclass
@@ -115,6 +126,7 @@ class XcsctBeamline:
     hexitec: SimHexitec
     potentiostat: SimPotentiostat
     delay: ClockDelay
+    ring: SimRingCurrent
 
     @property
     def phantom(self) -> CoinCellPhantom:
@@ -136,8 +148,10 @@ def sim_xcsct_beamline(
     seed: int = 0,
     sample_interval_s: float = 30.0,
     run_directory: Path | None = None,
+    beam_dumps: Sequence[tuple[float, float]] = (),
 ) -> XcsctBeamline:
-    """The XCS-CT devices on a simulated clock, around the NMC811/Li coin cell."""
+    """The XCS-CT devices on a simulated clock, around the NMC811/Li coin cell (``beam_dumps``
+    as for :func:`sim_xrdct_beamline`)."""
     clock = clock or SimulatedClock(start=time.time())
     sink = sink or FrameSink(run_directory=run_directory)
     rng = np.random.default_rng(seed)
@@ -159,4 +173,4 @@ def sim_xcsct_beamline(
     hexitec = SimHexitec(name="hexitec", sink=sink, clock=clock, phantom=phantom, vertical=vertical, beam=beam,
                          shutter=shutter, soc_source=potentiostat.cell_soc, occupancy=occupancy, seed=seed)  # fmt: skip
     return XcsctBeamline(clock, sink, rotation, translation, vertical, shutter, beam, pco, hexitec, potentiostat,
-                         ClockDelay(name="delay", clock=clock))  # fmt: skip
+                         ClockDelay(name="delay", clock=clock), _ring(clock, beam_dumps))  # fmt: skip

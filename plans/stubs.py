@@ -11,7 +11,7 @@ from bluesky.utils import Msg, short_uid
 from devices.motion import SimAxis, SimShutter
 from devices.streaming_detector import Acquisition, StreamingDetector
 
-__all__ = ["close_shutter", "fly"]
+__all__ = ["close_shutter", "fly", "open_shutter"]
 
 Plan = Generator[Msg, Any, Any]
 
@@ -36,3 +36,9 @@ def close_shutter(shutter: SimShutter | None) -> Plan:
     """Close ``shutter`` if there is one (a plan's cleanup)."""
     if shutter is not None:
         yield from bps.mv(shutter, "closed")
+
+
+def open_shutter(shutter: SimShutter | None) -> Plan:
+    """Open ``shutter`` if there is one (after a suspension)."""
+    if shutter is not None:
+        yield from bps.mv(shutter, "open")

@@ -35,6 +35,7 @@ from streaming.errors import ConfigError
 from streaming.wire.transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADDRESS
 
 __all__ = [
+    "BeamlineConfig",
     "EndpointsConfig",
     "LiveConfig",
     "OperandoConfig",
@@ -154,6 +155,26 @@ class PotentiostatConfig:
 
 
 @dataclass(frozen=True)
+class BeamlineConfig:
+    """The simulated beamline's interruptions: a beam dump ``beam_dump_s`` long at
+    ``beam_dump_at_s`` seconds of experiment time into each mode's run (none by default); the
+    scans suspend meanwhile (:func:`plans.suspend_on_beam_loss`)."""
+
+    beam_dump_at_s: float | None = None
+    beam_dump_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        at = self.beam_dump_at_s
+        _check(at is None or at >= 0, "beamline.beam_dump_at_s", f"must be >= 0 s, got {at}")
+        _check(self.beam_dump_s > 0, "beamline.beam_dump_s", f"must be > 0 s, got {self.beam_dump_s}")
+
+    @property
+    def beam_dumps(self) -> tuple[tuple[float, float], ...]:
+        """``(start, duration)`` of each dump, seconds from the run's start (for the beamline)."""
+        return () if self.beam_dump_at_s is None else ((self.beam_dump_at_s, self.beam_dump_s),)
+
+
+@dataclass(frozen=True)
 class LiveConfig:
     """How the live analyses receive: their buffer, and the frames they missed fetched from
     the recorder's files (:mod:`streaming.analysis.consumer`)."""
@@ -183,6 +204,7 @@ class OperandoConfig:
     xrdct: XrdctConfig = field(default_factory=XrdctConfig)
     xcsct: XcsctConfig = field(default_factory=XcsctConfig)
     potentiostat: PotentiostatConfig = field(default_factory=PotentiostatConfig)
+    beamline: BeamlineConfig = field(default_factory=BeamlineConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     out_dir: Path = Path("demo-output")
 

@@ -20,9 +20,10 @@ from typing import Any, TextIO
 import numpy as np
 from bluesky import RunEngine
 from bluesky.callbacks import LiveTable
+from bluesky.preprocessors import monitor_during_wrapper
 
 from devices import FrameSink, parse_protocol, sim_xcsct_beamline, sim_xrdct_beamline
-from plans import ScanProgress, operando_xcsct, operando_xrdct
+from plans import ScanProgress, operando_xcsct, operando_xrdct, suspend_on_beam_loss, wait_on_simulated_clock
 from streaming.analysis.consumer import Analysis, Consumer, ConsumerThread
 from streaming.errors import OperandoStreamError
 from streaming.store.recorder import RecorderConfig
@@ -53,7 +54,7 @@ class ExperimentResult:
 def _xrdct_plan(config: OperandoConfig, sink: FrameSink):
     beamline = sim_xrdct_beamline(
         preset=config.xrdct.preset, sink=sink, seed=config.xrdct.seed,
-        sample_interval_s=config.potentiostat.sample_interval_s,
+        sample_interval_s=config.potentiostat.sample_interval_s, beam_dumps=config.beamline.beam_dumps,
     )  # fmt: skip
     capacity_ah = beamline.potentiostat.battery.nominal_capacity_ah
     protocol = parse_protocol(config.potentiostat.protocol, capacity_ah=capacity_ah)
@@ -67,7 +68,8 @@ def _xrdct_plan(config: OperandoConfig, sink: FrameSink):
 def _xcsct_plan(config: OperandoConfig, sink: FrameSink):
     settings = config.xcsct
     beamline = sim_xcsct_beamline(sink=sink, occupancy=settings.occupancy, seed=settings.seed, n_z=XCSCT_ROWS,
-                                  sample_interval_s=config.potentiostat.sample_interval_s)  # fmt: skip
+                                  sample_interval_s=config.potentiostat.sample_interval_s,
+                                  beam_dumps=config.beamline.beam_dumps)  # fmt: skip
     capacity_ah = beamline.potentiostat.battery.nominal_capacity_ah
     protocol = parse_protocol(config.potentiostat.protocol, capacity_ah=capacity_ah)
     plan = operando_xcsct(
@@ -144,7 +146,19 @@ def run_experiment(
                 if mode == "xcsct" and live_analysis:
                     write_xcs_calibration(beamline, calibration_folder(config))
                 analysed = live_analysis and mode in default_analyses(config)
-                _run_mode(mode, plan, run_engine, recorder, analysed, config, documents, frames, table_file, result)
+                # a beam dump suspends the scan, the cell cycling on (the shutter and the ring
+                # current are recorded when a dump is simulated)
+                suspender = suspend_on_beam_loss(beamline.ring.current, shutter=beamline.shutter,
+                                                 keep_running=[beamline.potentiostat],
+                                                 wait=wait_on_simulated_clock(beamline.ring))  # fmt: skip
+                if beamline.ring.dumps:
+                    plan = monitor_during_wrapper(plan, [beamline.ring.current, beamline.shutter.status])
+                run_engine.install_suspender(suspender)
+                try:
+                    _run_mode(mode, plan, run_engine, recorder, analysed, config, documents, frames, table_file,
+                              result)  # fmt: skip
+                finally:
+                    run_engine.remove_suspender(suspender)
         finally:
             for token in tokens:
                 run_engine.unsubscribe(token)

@@ -6,7 +6,9 @@ the motor, and the resumed plan aborted)."""
 
 from __future__ import annotations
 
+import itertools
 import re
+import subprocess
 import sys
 
 import h5py
@@ -80,3 +82,73 @@ def test_a_hard_pause_mid_acquisition_then_resume_completes_the_xcsct_run(tmp_pa
     retaken = int((attempts > 0).sum())  # the acquisition under way, taken again whole (and marked)
     assert retaken == per_acquisition and streams["hexitec"].missing == 0
     assert streams["hexitec"].n_frames == 2 * 3 * per_acquisition + retaken
+
+
+def _streams(path) -> dict[str, list[dict]]:
+    """A recorded run's events by stream name."""
+    names, events = {}, {}
+    with RunFileReader(path) as reader:
+        for name, doc, *_ in reader.documents():
+            if name == "descriptor":
+                names[doc["uid"]] = doc["name"]
+            elif name == "event":
+                events.setdefault(names[doc["descriptor"]], []).append(doc)
+    return events
+
+
+def _values(events: list[dict], key: str) -> list[tuple[float, object]]:
+    return sorted((event["timestamps"][key], event["data"][key]) for event in events)
+
+
+def assert_suspended_through_the_dump(recorded, dump_s: float) -> None:
+    """The ring current fell and came back after ``dump_s``; the shutter closed when it fell
+    and opened only when it was back; the cell's capacity rose all the while."""
+    events = _streams(recorded)
+    ring = _values(events["ring_current_monitor"], "ring_current")
+    (down, _), (up, _) = next((a, b) for a, b in itertools.pairwise(ring) if a[1] == 0.0 and b[1] > 0)
+    assert dump_s - 5.0 < up - down <= dump_s + 1e-6  # seen at the clock's first step into the dump
+    shutter = _values(events["shutter_status_monitor"], "shutter_status")
+    closed_at = next(t for t, value in shutter if t >= down and value == "closed")
+    assert closed_at - down < 2.0  # once the move or acquisition under way had ended
+    assert not [t for t, value in shutter if closed_at < t < up and value == "open"]
+    capacity = [value for t, value in _values(events["potentiostat"], "potentiostat_capacity") if down < t < up]
+    rise = np.diff(capacity)  # a reading every 30 s, each higher than the last (a repeat at the resume)
+    assert np.all(rise >= 0) and np.count_nonzero(rise > 0) >= dump_s / 30 - 2
+
+
+def test_a_beam_dump_suspends_the_xrdct_series_while_the_cell_charges(tmp_path):
+    """``operando demo xrdct`` with a 10 min beam dump 20 s into the series: the scan waits with
+    the shutter closed while the potentiostat goes on charging, then goes on; every pattern of
+    both scans arrives, at the right voltage and capacity."""
+    done = subprocess.run([*OPERANDO, "demo", "xrdct", "--preset", "tiny", "--out", str(tmp_path), "--set",
+                           "xrdct.n_scans=2", "--set", "beamline.beam_dump_at_s=20"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Suspension occurred" in done.stdout and "missing patterns" not in done.stdout
+    (recorded,) = (p for p in tmp_path.glob("*.h5") if p.suffixes == [".h5"])
+    with RunFileReader(recorded) as reader:
+        summary = reader.summary()
+        indices = reader.entry["instrument/pilatus/indices"]
+        placed = {(s, a, t) for s, a, t in zip(indices["scan"][()], indices["angle"][()], indices["translation"][()],
+                                               strict=True)}  # fmt: skip
+    assert summary.exit_status == "success" and len(placed) == 2 * N_TINY
+    assert_suspended_through_the_dump(recorded, 600.0)
+    capacities = [float(c) for c in re.findall(r"scan \d at [\d.]+ V, ([\d.]+) mAh", done.stdout)]
+    assert len(capacities) == 2 and capacities[0] > 20  # scan 0 came after 10 min of charging at C/2
+
+
+def test_a_beam_dump_suspends_the_xcsct_run_while_the_cell_cycles(tmp_path):
+    """``operando demo xcsct`` with a 10 min beam dump: the acquisition under way is taken
+    again when the beam is back, and every result is complete."""
+    done = subprocess.run([*OPERANDO, "demo", "xcsct", "--out", str(tmp_path), "--set", "xcsct.max_repeats=2",
+                           "--set", "beamline.beam_dump_at_s=5", "--set",
+                           "potentiostat.protocol='CC charge to 4.2 V at 1C'"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Suspension occurred" in done.stdout
+    assert "XCT scans reduced: 2; XCS acquisitions: 6" in done.stdout
+    (recorded,) = (p for p in tmp_path.glob("*.h5") if p.suffixes == [".h5"])
+    assert_suspended_through_the_dump(recorded, 600.0)
+    (sidecar,) = tmp_path.glob("*.xcs.h5")
+    with h5py.File(sidecar, "r") as file:
+        np.testing.assert_array_equal(file["entry/xcs/n_frames"][()], file["entry/xcs/n_frames_expected"][()])
