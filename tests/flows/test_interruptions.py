@@ -13,6 +13,7 @@ import sys
 
 import h5py
 import numpy as np
+import pytest
 
 from streaming.store.runreader import RunFileReader
 from tests.conftest import wait_until
@@ -152,3 +153,35 @@ def test_a_beam_dump_suspends_the_xcsct_run_while_the_cell_cycles(tmp_path):
     (sidecar,) = tmp_path.glob("*.xcs.h5")
     with h5py.File(sidecar, "r") as file:
         np.testing.assert_array_equal(file["entry/xcs/n_frames"][()], file["entry/xcs/n_frames_expected"][()])
+
+
+def test_an_abort_mid_line_leaves_an_explicitly_partial_xrdct_result(tmp_path):
+    """``RE.abort()`` after a hard pause mid-scan: the run closes cleanly with its exit status,
+    and the live analysis writes what it has, marked partial, nothing interpolated and no
+    reconstruction made of a third of a scan (before: two thirds of the sinogram were
+    interpolated into a "result")."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    runs.mkdir()
+    with services() as started:
+        script = launch([sys.executable, "-m", "tests.flows.live_xrdct", "tiny", str(runs), "2", "1000", "abort"])
+        started.append(script)
+        documents, frames = script.first_line.split()
+        started.append(start("record", "--docs", documents, "--frames", frames, "--out", str(runs)))
+        consume = start("consume", "xrdct", "--docs", documents, "--frames", frames, "--out", str(results), *TINY)
+        started.append(consume)
+        finish(script, timeout_s=300)
+        wait_until(lambda: any(results.glob("*.xrdct.h5")), timeout_s=120)  # made when the run is finished
+    assert "aborting" in script.err
+    (recorded,) = runs.glob("*.h5")
+    with RunFileReader(recorded) as reader:
+        summary = reader.summary()
+    assert summary.complete and summary.exit_status == "abort"
+    (sidecar,) = results.glob("*.xrdct.h5")
+    with h5py.File(sidecar, "r") as file:
+        xrdct = file["entry/xrdct"]
+        placed = int(xrdct["filled"][()].sum())
+        assert not xrdct.attrs["complete"] and xrdct.attrs["patterns_interpolated"] == 0
+        assert xrdct.attrs["fraction_complete"] == pytest.approx(placed / N_TINY)
+        assert xrdct.attrs["exit_status"] == "abort" and "reconstruction" not in xrdct
+    assert 0 < placed < N_TINY
+    assert re.search(r"scan 0: partial, \d+% of its patterns when the run ended; not reconstructed", consume.out)

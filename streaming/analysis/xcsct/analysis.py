@@ -108,6 +108,7 @@ class XcsctAnalysis:
         self.voltage_v = self.capacity_mah = np.empty(0)
         self.files: dict[str, Path] = {}
         self.delivery: RunDelivery | None = None  # how the frames came (live, the recorder's file), from the consumer
+        self.xct_partial = 0  # XCT scans the run's end interrupted: not reduced
         self._background: tuple[np.ndarray, int] | None = None
         if config.background_path is not None:
             with np.load(config.background_path) as reference:
@@ -238,7 +239,17 @@ class XcsctAnalysis:
     # -- the end -----------------------------------------------------------------------------
 
     def finish(self, stop: dict[str, Any] | None) -> None:
-        """Complete what is open, interpolate the potentiostat, write the sidecars and the PNG."""
+        """Complete what is open, interpolate the potentiostat, write the sidecars and the PNG.
+
+        A run that did not end in success leaves an XCT scan it interrupted unreduced (counted
+        in ``xct_partial``: no volume made of a fraction of a scan); an interrupted XCS
+        acquisition keeps the frames it has, and says how many of how many."""
+        ended_early = stop is None or stop.get("exit_status") != "success"
+        reducer, planned = self._reducer, self.start.get("plan_args", {}).get("n_projections")
+        if ended_early and reducer is not None and planned is not None and reducer.n_projections < planned:
+            logger.warning("XCT scan %d ended with %d of %d projections: partial, not reduced", reducer.scan,
+                           reducer.n_projections, planned)  # fmt: skip
+            self.xct_partial, self._reducer = self.xct_partial + 1, None
         self._reduce_xct()
         self._complete()
         series = self.readings.series()
@@ -272,7 +283,9 @@ class XcsctAnalysis:
                          f"(per acquisition, at least {float(np.min(used / expected)):.1%})")  # fmt: skip
         interpolated = [r.n_interpolated for r in self.xct]
         lines.append(f"XCT scans reduced: {len(self.xct)}; XCS acquisitions: {len(self.results['scan'])}"
-                     + (f"; XCT projections interpolated per scan: {interpolated}" if any(interpolated) else ""))
+                     + (f"; XCT projections interpolated per scan: {interpolated}" if any(interpolated) else "")
+                     + (f"; {self.xct_partial} XCT scan partial when the run ended, not reduced"
+                        if self.xct_partial else ""))  # fmt: skip
         scans = np.asarray(self.results["scan"], dtype=np.int64)
         emf = np.asarray(self.results["emf_cathode"], dtype=np.float64)
         sigma = np.asarray(self.results["emf_cathode_sigma"], dtype=np.float64)
@@ -307,7 +320,7 @@ class XcsctAnalysis:
             pedestal_source=self.pedestal_source, region_component=c.region_component,
             region_fraction=c.region_fraction, sheet_thickness_m=c.sheet_thickness_m, batch_frames=c.batch_frames,
             background_path=str(c.background_path or ""), exit_status=(stop or {}).get("exit_status", "unknown"),
-            **(self.delivery.attributes() if self.delivery is not None else {}),
+            xct_scans_partial=self.xct_partial, **(self.delivery.attributes() if self.delivery is not None else {}),
         )  # fmt: skip
         group.create_dataset("energy", data=self._edges_kev).attrs["units"] = "keV"
         units = {"position_mm": "mm", "emf_time": "s"}

@@ -120,12 +120,17 @@ class XrdctAnalysis:
 
     # -- the end -------------------------------------------------------------------------------
 
-    def _finish_scan(self, scan: XrdctScan) -> None:
-        if not scan.sinogram.complete:
+    def _finish_scan(self, scan: XrdctScan, *, partial: bool = False) -> None:
+        if partial:
+            logger.warning("run %s scan %d ended with %.0f %% of its patterns: written as partial, not reconstructed",
+                           self.start["uid"][:8], scan.index, 100 * scan.fraction_complete)  # fmt: skip
+            scan.finish_partial()
+        elif not scan.sinogram.complete:
             logger.warning("run %s scan %d: %d of %d patterns arrived; the missing ones are interpolated from their "
                            "neighbours", self.start["uid"][:8], scan.index, scan.sinogram.n_filled,
                            self.n_angles * self.n_translations)  # fmt: skip
-        scan.finish(self.radial_deg, self.wavelength_angstrom)
+        if not partial:
+            scan.finish(self.radial_deg, self.wavelength_angstrom)
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
         n_finished = len(self.finished_scans)
         with h5py.File(self.path, "a" if n_finished else "w") as file:
@@ -137,7 +142,7 @@ class XrdctAnalysis:
             write_scan(group, scan, n_finished if self.is_series else None)
         self._written.add(scan.index)
         self.finished_scans.add(scan)
-        if self.config.figure:
+        if self.config.figure and not partial:
             from .figure import write_summary_figure  # matplotlib only when a figure is asked for
 
             suffix = f".scan{scan.index:03d}.png" if self.is_series else ".png"
@@ -154,9 +159,13 @@ class XrdctAnalysis:
 
     def finish(self, stop: dict[str, Any] | None) -> None:
         """Finish the scans still open (all of a single scan's work), then the run's attributes
-        and, for a series, each scan's time, voltage and capacity."""
+        and, for a series, each scan's time, voltage and capacity. A run that did not end in
+        success (aborted, failed, or never stopped) leaves its unfinished scan partial: no
+        interpolation passed off as data."""
+        ended_early = stop is None or stop.get("exit_status") != "success"
         for index in sorted(self.in_flight):
-            self._finish_scan(self.in_flight.pop(index))
+            scan = self.in_flight.pop(index)
+            self._finish_scan(scan, partial=ended_early and not scan.sinogram.complete)
         if not self.finished_scans:
             logger.warning("run %s: no XRD-CT pattern arrived; nothing written", self.start["uid"][:8])
             self.finished = True

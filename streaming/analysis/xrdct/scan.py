@@ -88,6 +88,7 @@ class XrdctScan:
         self.reconstruction: np.ndarray | None = None
         self.maps: XrdctMaps | None = None
         self.reconstructed_live = False
+        self.partial = False  # the run ended before the scan did: not reconstructed
 
     @property
     def mean_time_s(self) -> float:
@@ -159,14 +160,31 @@ class XrdctScan:
         self.maps = compute_maps(self.reconstruction, radial_deg, self.config.maps,
                                  wavelength_angstrom=wavelength_angstrom)  # fmt: skip
 
+    def finish_partial(self) -> None:
+        """The run ended (aborted, failed, stopped) before this scan did: its patterns as they
+        are, nothing interpolated, no reconstruction or maps made of a fraction of a scan."""
+        self.partial, self.fbp = True, None
+
+    @property
+    def fraction_complete(self) -> float:
+        """Fraction of the scan's patterns placed."""
+        return self.sinogram.n_filled / (self.n_angles * self.n_translations)
+
     def mean_lattices(self) -> dict[str, float]:
-        """Each lattice map's mean over the voxels where its peak was fitted (Å)."""
+        """Each lattice map's mean over the voxels where its peak was fitted (Å); none for a partial scan."""
+        if self.maps is None:
+            return {}
         return {name: float(np.nanmean(image)) if np.isfinite(image).any() else math.nan
                 for name, image in self.maps.lattices.items()}  # fmt: skip
 
     def results(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-        """What is written per scan: dataset path -> (data, attributes)."""
+        """What is written per scan: dataset path -> (data, attributes); of a partial scan, its
+        sinogram and which positions it holds only."""
         maps = self.maps
+        if self.partial:
+            return {"sinogram": (self.sinogram.sinogram(), {"axes": "angles,translations,radial",
+                                                            "note": "partial: the run ended before the scan"}),
+                    "filled": (self.sinogram.filled.astype(np.uint8), {})}  # fmt: skip
         results: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
             "sinogram": (self.sinogram.sinogram(), {"axes": "angles,translations,radial",
                                                     "note": "integrated patterns as placed, before air subtraction"}),

@@ -43,7 +43,8 @@ class ScanSeries:
         """Summarise a finished scan (after its ``finish``)."""
         self.summaries.append({"scan": scan.index, "center_px": scan.center_px, "time_s": scan.mean_time_s,
                                "lattices": scan.mean_lattices(), "interpolated": scan.n_interpolated,
-                               "replaced": scan.sinogram.n_replaced})  # fmt: skip
+                               "replaced": scan.sinogram.n_replaced,
+                               "partial": scan.fraction_complete if scan.partial else None})  # fmt: skip
 
     @property
     def center_px(self) -> float | None:
@@ -52,12 +53,13 @@ class ScanSeries:
 
     def columns(self) -> dict[str, np.ndarray]:
         """Per finished scan, in order: ``scan``, ``time`` (s), ``voltage`` (V), ``capacity``
-        (mAh), ``center_of_rotation_px`` and ``mean_<lattice>`` (Å)."""
+        (mAh), ``center_of_rotation_px`` and ``mean_<lattice>`` (Å); NaN for a partial scan."""
         times = np.array([s["time_s"] for s in self.summaries], dtype=np.float64)
         columns = {
             "scan": np.array([s["scan"] for s in self.summaries], dtype=np.int64), "time": times,
             "voltage": self.readings.at(times, "voltage"), "capacity": self.readings.at(times, "capacity"),
-            "center_of_rotation_px": np.array([s["center_px"] for s in self.summaries], dtype=np.float64),
+            "center_of_rotation_px": np.array([np.nan if s["center_px"] is None else s["center_px"]
+                                               for s in self.summaries], dtype=np.float64),
         }  # fmt: skip
         for name in self.lattice_names:
             columns[f"mean_{name}"] = np.array([s["lattices"].get(name, np.nan) for s in self.summaries])
@@ -74,6 +76,10 @@ class ScanSeries:
             lattices = ", ".join(f"mean {name[5:]} {series[name][i]:.4f} Å" for name in series
                                  if name.startswith("mean_"))  # fmt: skip
             missing, replaced = self.summaries[i]["interpolated"], self.summaries[i]["replaced"]
+            if self.summaries[i]["partial"] is not None:
+                lines.append(f"scan {index}{state}: partial, {self.summaries[i]['partial']:.0%} of its patterns when "
+                             "the run ended; not reconstructed")  # fmt: skip
+                continue
             lines.append(f"scan {index}{state}: centre of rotation {series['center_of_rotation_px'][i]:.2f} px"
                          + (f"; {lattices}" if lattices else "")
                          + (f"; {missing} missing patterns interpolated" if missing else "")

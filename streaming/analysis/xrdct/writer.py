@@ -2,7 +2,9 @@
 
 - :func:`write_run`: the run's settings (as attributes) and axes, once, with its first scan.
 - :func:`write_scan`: one scan's results, as they are (a single scan) or as one row of
-  datasets with a leading scan axis (an operando series).
+  datasets with a leading scan axis (an operando series). A partial scan (the run ended
+  first) writes its sinogram and ``filled`` only, with ``complete`` false and its
+  ``fraction_complete``: in a series, the reconstruction and map datasets then stop a row short.
 - :func:`write_series`: a series' columns (one value per scan) and the potentiostat's readings.
 
 Datasets of three or more dimensions (sinograms, reconstructions) are compressed with
@@ -59,10 +61,12 @@ def write_run(
 def write_scan(group: h5py.Group, scan: XrdctScan, position: int | None) -> None:
     """A scan's results into ``group``: as they are (``position`` None), or as row
     ``position`` of datasets with a leading scan axis (created at the first)."""
-    scalars = {"center_of_rotation_px": scan.center_px,
+    scalars = {"center_of_rotation_px": np.nan if scan.center_px is None else scan.center_px,
                "preliminary_center_px": np.nan if scan.preliminary_center_px is None else scan.preliminary_center_px,
                "reconstructed_live": scan.reconstructed_live, "patterns_placed": scan.sinogram.n_filled,
-               "patterns_replaced": scan.sinogram.n_replaced, "patterns_interpolated": scan.n_interpolated}  # fmt: skip
+               "patterns_replaced": scan.sinogram.n_replaced,
+               "patterns_interpolated": 0 if scan.partial else scan.n_interpolated,
+               "complete": not scan.partial, "fraction_complete": scan.fraction_complete}  # fmt: skip
     if position is None:
         group.attrs.update(scalars)
         for name, (data, attrs) in scan.results().items():
