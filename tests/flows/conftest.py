@@ -83,6 +83,24 @@ def services() -> Iterator[list[Service]]:
                 service.process.communicate()
 
 
+@contextmanager
+def live_flow(script: list[str], runs: Path, consume: list[str]) -> Iterator[tuple[Service, Service]]:
+    """A user's RunEngine script (``python -m SCRIPT...``: its first line, the two endpoints it
+    bound), with ``operando record`` into ``runs`` and ``operando consume CONSUME...`` beside
+    it; yields (script, consume). Every process is stopped on the way out and must have exited
+    cleanly."""
+    with services() as started:
+        user = launch([sys.executable, "-m", *script])
+        started.append(user)
+        documents, frames = user.first_line.split()
+        started.append(start("record", "--docs", documents, "--frames", frames, "--out", str(runs)))
+        analyses = start("consume", consume[0], "--docs", documents, "--frames", frames, *consume[1:])
+        started.append(analyses)
+        yield user, analyses
+    failed = [service.err[-2000:] for service in started if service.returncode]
+    assert not failed, failed
+
+
 def replay_addresses(replay: Service) -> tuple[str, str]:
     """The document and frame endpoints a replay bound (its first line says)."""
     found = re.search(r"on (tcp://\S+) and \d+ on (tcp://\S+)", replay.first_line)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 
 from streaming.store.runreader import RunFileReader
 from tests.conftest import wait_until
-from tests.flows.conftest import OPERANDO, TINY, assert_same_xrdct, finish, launch, services, start
+from tests.flows.conftest import OPERANDO, TINY, assert_same_xrdct, finish, launch, live_flow
 
 N_TINY = 48 * 64
 
@@ -25,13 +24,8 @@ N_TINY = 48 * 64
 def test_a_hard_pause_mid_line_then_resume_completes_the_xrdct_scan(tmp_path):
     runs, results, analyzed = (tmp_path / name for name in ("runs", "results", "analyzed"))
     runs.mkdir()
-    with services() as started:
-        script = launch([sys.executable, "-m", "tests.flows.live_xrdct", "tiny", str(runs), "2", "1000"])
-        started.append(script)
-        documents, frames = script.first_line.split()
-        started.append(start("record", "--docs", documents, "--frames", frames, "--out", str(runs)))
-        consume = start("consume", "xrdct", "--docs", documents, "--frames", frames, "--out", str(results), *TINY)
-        started.append(consume)
+    analysis = ["xrdct", "--out", str(results), *TINY]
+    with live_flow(["tests.flows.live_xrdct", "tiny", str(runs), "2", "1000"], runs, analysis) as (script, consume):
         finish(script, timeout_s=300)
         wait_until(lambda: any(results.glob("*.png")), timeout_s=300)
     assert script.returncode == 0 and "paused (paused); resuming" in script.err, script.err[-3000:]
@@ -59,15 +53,9 @@ def test_a_hard_pause_mid_acquisition_then_resume_completes_the_xcsct_run(tmp_pa
     runs, results, calibration = (tmp_path / name for name in ("runs", "results", "calibration"))
     runs.mkdir()
     per_acquisition = round(0.5 * 9118.87)
-    with services() as started:
-        script = launch([sys.executable, "-m", "tests.flows.live_xcsct", str(calibration), str(runs), "2", "2",
-                         str(per_acquisition + 2000)])  # fmt: skip
-        started.append(script)
-        documents, frames = script.first_line.split()
-        started.append(start("record", "--docs", documents, "--frames", frames, "--out", str(runs)))
-        consume = start("consume", "xcsct", "--docs", documents, "--frames", frames, "--out", str(results),
-                        "--set", f"xcsct.calibration_dir={str(calibration)!r}")  # fmt: skip
-        started.append(consume)
+    analysis = ["xcsct", "--out", str(results), "--set", f"xcsct.calibration_dir={str(calibration)!r}"]
+    user = ["tests.flows.live_xcsct", str(calibration), str(runs), "2", "2", str(per_acquisition + 2000)]
+    with live_flow(user, runs, analysis) as (script, consume):
         finish(script, timeout_s=300)
         wait_until(lambda: any(results.glob("*.xcs.png")), timeout_s=300)
     assert script.returncode == 0 and "paused (paused); resuming" in script.err, script.err[-3000:]
@@ -162,13 +150,9 @@ def test_an_abort_mid_line_leaves_an_explicitly_partial_xrdct_result(tmp_path):
     interpolated into a "result")."""
     runs, results = tmp_path / "runs", tmp_path / "results"
     runs.mkdir()
-    with services() as started:
-        script = launch([sys.executable, "-m", "tests.flows.live_xrdct", "tiny", str(runs), "2", "1000", "abort"])
-        started.append(script)
-        documents, frames = script.first_line.split()
-        started.append(start("record", "--docs", documents, "--frames", frames, "--out", str(runs)))
-        consume = start("consume", "xrdct", "--docs", documents, "--frames", frames, "--out", str(results), *TINY)
-        started.append(consume)
+    analysis = ["xrdct", "--out", str(results), *TINY]
+    user = ["tests.flows.live_xrdct", "tiny", str(runs), "2", "1000", "abort"]
+    with live_flow(user, runs, analysis) as (script, consume):
         finish(script, timeout_s=300)
         wait_until(lambda: any(results.glob("*.xrdct.h5")), timeout_s=120)  # made when the run is finished
     assert "aborting" in script.err

@@ -6,13 +6,12 @@ interpolated (before: 6.8 % of a tiny scan's patterns were dropped at its socket
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 
 from streaming.store.runreader import RunFileReader
 from tests.conftest import wait_until
-from tests.flows.conftest import OPERANDO, assert_same_xrdct, finish, launch, services, start
+from tests.flows.conftest import OPERANDO, assert_same_xrdct, finish, launch, live_flow
 
 
 @pytest.mark.timeout(900)  # the small preset's scan is 19 200 frames, then analysed again
@@ -20,18 +19,11 @@ from tests.flows.conftest import OPERANDO, assert_same_xrdct, finish, launch, se
 def test_a_live_analysis_fed_by_default_publishers_equals_the_replayed_one(preset, tmp_path):
     runs, results, analyzed = (tmp_path / name for name in ("runs", "results", "analyzed"))
     runs.mkdir()
-    with services() as started:
-        script = launch([sys.executable, "-m", "tests.flows.live_xrdct", preset, str(runs), "2"])
-        started.append(script)
-        documents, frames = script.first_line.split()
-        started.append(start("record", "--docs", documents, "--frames", frames, "--out", str(runs)))
-        consume = start("consume", "xrdct", "--docs", documents, "--frames", frames, "--out", str(results),
-                        "--set", f"xrdct.preset={preset!r}")  # fmt: skip
-        started.append(consume)
+    analysis = ["xrdct", "--out", str(results), "--set", f"xrdct.preset={preset!r}"]
+    with live_flow(["tests.flows.live_xrdct", preset, str(runs), "2"], runs, analysis) as (script, consume):
         finish(script, timeout_s=900)
         assert script.returncode == 0, script.err[-3000:]
         wait_until(lambda: any(results.glob("*.png")), timeout_s=600)  # written last
-    assert all(service.returncode == 0 for service in started), [s.err[-2000:] for s in started if s.returncode]
     (recorded,) = runs.glob("*.h5")
     with RunFileReader(recorded) as reader:
         (pilatus,) = reader.summary().streams
@@ -56,18 +48,11 @@ def test_xcsct_live_at_the_detectors_rate_keeps_every_frame(tmp_path):
     and the EMF was over the whole field)."""
     runs, results, calibration = (tmp_path / name for name in ("runs", "results", "calibration"))
     runs.mkdir()
-    with services() as started:
-        script = launch([sys.executable, "-m", "tests.flows.live_xcsct", str(calibration), str(runs), "2"])
-        started.append(script)
-        documents, frames = script.first_line.split()
-        started.append(start("record", "--docs", documents, "--frames", frames, "--out", str(runs)))
-        consume = start("consume", "xcsct", "--docs", documents, "--frames", frames, "--out", str(results),
-                        "--set", f"xcsct.calibration_dir={str(calibration)!r}")  # fmt: skip
-        started.append(consume)
+    analysis = ["xcsct", "--out", str(results), "--set", f"xcsct.calibration_dir={str(calibration)!r}"]
+    with live_flow(["tests.flows.live_xcsct", str(calibration), str(runs), "2"], runs, analysis) as (script, consume):
         finish(script, timeout_s=600)
         assert script.returncode == 0, script.err[-3000:]
         wait_until(lambda: any(results.glob("*.xcs.png")), timeout_s=300)  # written last
-    assert all(service.returncode == 0 for service in started), [s.err[-2000:] for s in started if s.returncode]
     (recorded,) = runs.glob("*.h5")
     with RunFileReader(recorded) as reader:
         streams = {s.name: s for s in reader.summary().streams}
