@@ -2,6 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+DEMO_ARGS ?=
 
 .PHONY: demo test lint bench clean
 
@@ -18,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/operando demo
+	$(BIN)/operando demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -42,9 +42,12 @@ class ScanProgress(DocumentRouter):
         self.frames.clear()
         self.events.clear()
         total = doc.get("num_points")
+        interactive = bool(getattr(self._file, "isatty", lambda: False)())
         self._bar = tqdm(
             total=total if isinstance(total, int) and total > 0 else None, unit="frame", file=self._file,
             disable=self._disable, desc=f"{doc.get('plan_name', 'run')} #{doc.get('scan_id', '?')}", leave=True,
+            mininterval=0.5 if interactive else 5.0,  # a log (not a terminal) gets a line every 5 s
+            dynamic_ncols=True,
         )  # fmt: skip
 
     def descriptor(self, doc: dict[str, Any]) -> None:

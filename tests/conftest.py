@@ -21,7 +21,9 @@ from streaming.wire.transport import DocumentPublisher, FramePublisher
 LOOPBACK = "tcp://127.0.0.1:0"
 # started once per process by libraries, on first use: pyzmq's zero-copy garbage collector,
 # tqdm's monitor of progress bars
-_PROCESS_WIDE_THREADS = ("GarbageCollectorThread", "TMonitor")
+# made once per process: pyzmq's and tqdm's, and ophyd's event dispatcher for pyepics (its
+# callback threads and their "debug_monitor")
+_PROCESS_WIDE_THREADS = ("GarbageCollectorThread", "TMonitor", "PyepicsCallbackThread", "debug_monitor")
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0, interval_s: float = 0.02) -> None:
@@ -53,7 +55,7 @@ def no_leaked_sockets_or_threads() -> Iterator[None]:
         leaked_threads = [
             t
             for t in threading.enumerate()
-            if t not in threads_before and t.is_alive() and type(t).__name__ not in _PROCESS_WIDE_THREADS
+            if t not in threads_before and t.is_alive() and not {type(t).__name__, t.name} & set(_PROCESS_WIDE_THREADS)
         ]
         leaked_sockets = [s for s in context._sockets if not s.closed and id(s) not in sockets_before]
         leaked_contexts = [c for c in _open_contexts() if id(c) not in contexts_before]

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,7 +47,7 @@ from streaming.wire.transport import (
 
 from .delivery import RecordedFrames, RunDelivery, SourceFrames
 
-__all__ = ["SOURCE_SEQ", "Analysis", "Consumer", "ConsumerThread", "RunDelivery"]
+__all__ = ["SOURCE_SEQ", "Analysis", "Consumer", "ConsumerThread", "RunDelivery", "RunProgress"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,21 @@ class Analysis(Protocol):
         """The run is over: write the results (``stop`` is None when the consumer closes first).
 
         An analysis with a ``delivery`` attribute gets the run's :class:`RunDelivery` there
-        just before, to write and report with its results."""
+        just before, to write and report with its results. One with a ``progress()`` method
+        says where it is (``"scan 2: 37/48 lines"``) for progress bars (:meth:`Consumer.progress`)."""
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a run in progress stands in a consumer (read from another thread)."""
+
+    uid: str
+    frames_analysed: int
+    """Frames handed to the analysis so far (of the streams it takes)."""
+    frames_announced: int
+    """Frames of those streams the StreamDatum documents announced so far."""
+    status: str
+    """The analysis' own words (its ``progress()``), or ``""``."""
 
 
 class _Run:
@@ -86,6 +101,7 @@ class _Run:
         self.resources: dict[str, str] = {}  # stream resource uid -> frame stream
         self.expected: Counter[str] = Counter()  # frames announced per stream
         self.received: Counter[str] = Counter()
+        self.n_analysed = 0  # frames handed to the analysis
         self.n_documents = 1  # the start
         self.frames_by_stream: Counter[str] = Counter()  # as received, for the run's receipt
         self.next_seq: Counter[str] = Counter()  # per stream, the sequence number expected next
@@ -172,6 +188,7 @@ class Consumer:
         self.finished: list[Analysis] = []
         self.runs_seen = 0
         self.errors = 0
+        self.n_frames_analysed = 0  # handed to analyses, every run: progress bars read it
         self.receiver = Receiver(self.documents, self.frames, max_bytes=max_buffer_bytes).start()
 
     # -- the loop ----------------------------------------------------------------------------
@@ -205,6 +222,16 @@ class Consumer:
     def idle(self) -> bool:
         """No run in progress."""
         return not self._runs
+
+    def progress(self) -> list[RunProgress]:
+        """The runs in progress, for a progress bar in another thread (counts, not locks: a
+        read may be one message behind)."""
+        found = []
+        for run in list(self._runs.values()):
+            announced = sum(n for stream, n in run.expected.items() if stream in run.analysis.streams)
+            status = getattr(run.analysis, "progress", None)
+            found.append(RunProgress(run.start["uid"], run.n_analysed, announced, status() if status else ""))
+        return found
 
     def close(self) -> None:
         """Finish the runs in progress with what they have, close the sockets."""
@@ -302,6 +329,8 @@ class Consumer:
         run.last_frame_at = time.monotonic()
         if frame.header.stream not in run.analysis.streams:
             return
+        run.n_analysed += n_frames
+        self.n_frames_analysed += n_frames
         if n_frames == 1 or getattr(run.analysis, "takes_batches", False):
             run.analysis.frame(frame)
         else:  # a batch, frame by frame (views of its buffer)

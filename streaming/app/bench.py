@@ -17,14 +17,23 @@ from typing import Any
 
 from streaming.errors import ConfigError
 
-__all__ = ["benchmark_modules", "ratio_rows", "run_benchmark"]
+__all__ = ["benchmark_modules", "benchmarks_root", "ratio_rows", "run_benchmark"]
+
+
+def benchmarks_root(cwd: Path) -> Path:
+    """The checkout whose ``benchmarks/`` to run: ``cwd`` when it has one, else the checkout
+    this package is installed from (``pip install -e .``), so the command works from any folder."""
+    for root in (cwd, Path(__file__).resolve().parents[2]):
+        if (root / "benchmarks").is_dir():
+            return root
+    return cwd
 
 
 def benchmark_modules(root: Path) -> list[str]:
     """Names of the benchmarks under ``root/benchmarks`` (``benchmark_<name>.py``)."""
     folder = root / "benchmarks"
     if not folder.is_dir():
-        raise ConfigError(f"bench: no benchmarks/ folder in {root} (run from the repository root)")
+        raise ConfigError(f"bench: no benchmarks/ folder in {root} (run from a checkout of the repository)")
     return sorted(path.stem.removeprefix("benchmark_") for path in folder.glob("benchmark_*.py"))
 
 

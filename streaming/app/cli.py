@@ -47,6 +47,10 @@ def _add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", default=DEFAULT_FRAME_ADDRESS, help="frame channel endpoint (default %(default)s)")
 
 
+def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="operando", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -74,6 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--frame-subscribers", type=int, metavar="N", help="on the frame channel, if not --subscribers (a "
         "distributor's workers take documents, not frames)"
     )  # fmt: skip
+    _add_quiet_option(replay_cmd)
     replay_cmd.add_argument("--wait", type=float, default=30.0, metavar="S", help="how long to wait for them")
     replay_cmd.add_argument("--confirm-timeout", type=float, default=120.0, metavar="S",
                             help="how long to wait at the end for the receivers' receipts of what they "
@@ -90,10 +95,12 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--attenuation", action="store_true", help="zero-order self-absorption of each ray")
     simulate.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_quiet_option(simulate)
 
-    analyze = commands.add_parser("analyze", help="re-run the live analyses on a recorded run, with new parameters")
-    analyze.add_argument("file", type=Path)
-    analyze.add_argument("--config", type=Path, help="TOML configuration (see streaming/config.py)")
+    analyze = commands.add_parser("analyze", help="re-run the live analyses on recorded runs, with new parameters")
+    analyze.add_argument("files", type=Path, nargs="+", metavar="FILE", help="run files, analysed one after the other")
+    _add_quiet_option(analyze)
+    analyze.add_argument("--config", type=Path, help="TOML configuration (see streaming/app/config.py)")
     analyze.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
     analyze.add_argument("--out", type=Path, help="folder for the results (default: beside the run file, "
                          "where its /entry/<analysis> links point)")  # fmt: skip
@@ -102,7 +109,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                   "channels (live or replayed), until Ctrl-C/SIGTERM")  # fmt: skip
     consume.add_argument("mode", nargs="?", choices=["all", "xrdct", "xcsct"], default="all", help="which analyses")
     _add_endpoint_options(consume)
-    consume.add_argument("--config", type=Path, help="TOML configuration (see streaming/config.py)")
+    consume.add_argument("--config", type=Path, help="TOML configuration (see streaming/app/config.py)")
     consume.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
     consume.add_argument("--out", type=Path, help="folder for the results (default: the config's out_dir)")
     consume.add_argument("--patterns", metavar="ENDPOINT", help="XRD-CT: take integrated patterns from workers "
@@ -139,9 +146,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("mode", nargs="?", choices=["all", "xrdct", "xcsct", "synthetic"], default="all",
                       help="which experiment (default all); 'synthetic': stream, record, replay, compare")  # fmt: skip
     demo.add_argument("--preset", choices=["tiny", "small", "paper"], help="XRD-CT size (default: the config's)")
-    demo.add_argument("--config", type=Path, help="TOML configuration (see streaming/config.py)")
+    demo.add_argument("--config", type=Path, help="TOML configuration (see streaming/app/config.py)")
     demo.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
     demo.add_argument("--out", type=Path, help="output folder (default demo-output)")
+    _add_quiet_option(demo)
     return parser
 
 

@@ -14,14 +14,18 @@ import argparse
 import json
 import logging
 import signal
+import sys
 import threading
 from dataclasses import asdict
 
 from streaming.errors import ConfigError
+from streaming.store.filenames import analysis_of
 from streaming.store.recorder import Recorder, RecorderConfig
 from streaming.store.replay import ReplayConfig, confirm_delivery, replay
 from streaming.store.runreader import RunFileReader, RunSummary
 from streaming.wire.transport import DocumentPublisher, FramePublisher
+
+from .progress import progress_bar
 
 __all__ = ["cmd_info", "cmd_record", "cmd_replay", "cmd_simulate", "format_summary", "stop_on_signals"]
 
@@ -59,7 +63,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
               flush=True)  # fmt: skip
         documents.wait_for_subscribers(args.subscribers, args.wait)
         frames.wait_for_subscribers(n_frames, args.wait)
-        stats = replay(reader, documents, frames, config)
+        windowed = args.start is not None or args.stop is not None
+        total = None if windowed else sum(stream.n_frames for stream in reader.summary().streams)
+        with progress_bar(total, f"replay {args.file.name}", quiet=args.quiet) as bar:
+            stats = replay(reader, documents, frames, config, on_frames=bar.update)
         rate = stats.frames_sent / stats.elapsed_s if stats.elapsed_s else float("inf")
         print(
             f"replayed {stats.documents_sent} documents and {stats.frames_sent} frames "
@@ -105,10 +112,16 @@ def format_summary(summary: RunSummary) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    summaries = []
+    summaries, results = [], []
     for path in args.files:
+        if analysis_of(path) is not None:  # `info runs/*.h5` globs the analyses' files too
+            results.append(path)
+            continue
         with RunFileReader(path) as reader:
             summaries.append(reader.summary())
+    if results:
+        print(f"(not run files: {len(results)} analysis result file(s), " + ", ".join(str(p) for p in results) + ")",
+              file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps([asdict(s) for s in summaries], default=str, indent=1))
     else:
@@ -119,12 +132,20 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.xrdct import XrdctSimulation
 
-    try:
-        simulation = XrdctSimulation(args.preset, soc=args.soc, seed=args.seed, attenuation=args.attenuation)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    paths = simulation.write_calibration(args.out)
-    paths["truth"] = simulation.write_ground_truth(args.out / "truth.h5")
+    with progress_bar(3, f"simulate xrdct {args.preset}", quiet=args.quiet, unit="step") as bar:
+        bar.set_postfix_str("the cell: phantom, phases, rays", refresh=False)
+        try:
+            simulation = XrdctSimulation(args.preset, soc=args.soc, seed=args.seed, attenuation=args.attenuation)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        bar.update()
+        bar.set_postfix_str("calibration: CeO2, mask, PONI", refresh=False)
+        paths = simulation.write_calibration(args.out)
+        bar.update()
+        bar.set_postfix_str("ground truth: maps, sinogram volume", refresh=False)
+        paths["truth"] = simulation.write_ground_truth(args.out / "truth.h5")
+        bar.update()
+        bar.set_postfix_str("done", refresh=False)
     for name, path in paths.items():
         print(f"{name:10s} {path}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from streaming.wire.transport import DocumentPublisher, FramePublisher
 from .analyses import XCSCT_ROWS, AnalysisFactory, calibration_folder, default_analyses
 from .config import OperandoConfig
 from .processes import ConsumerProcess, DistributorProcess, IntegrationWorkerProcess, RecorderProcess
+from .progress import AnalysisProgress, write_above_bars
 
 __all__ = ["MODES", "ExperimentResult", "analyze_run", "run_experiment"]
 
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 MODES = ("xrdct", "xcsct")
 _LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"
+
 
 @dataclass
 class ExperimentResult:
@@ -192,9 +195,10 @@ def _run_mode(  # noqa: PLR0917
             helpers = _start_integration_workers(config, documents, frames, consumer, n_workers)
             documents.wait_for_subscribers(1 + n_workers + (n_workers > 1), timeout_s=60)
             frames.wait_for_subscribers(2, timeout_s=60)  # the recorder and the analysis (or distributor)
-        out = table_file or io.StringIO()
+        # the table's lines go above the progress bar, not through it
+        write = write_above_bars(table_file) if table_file is not None else io.StringIO().write
         table = LiveTable(["potentiostat_voltage", "potentiostat_current", "potentiostat_capacity"],
-                          stream_name="primary", out=lambda line: out.write(line + "\n"))  # fmt: skip
+                          stream_name="primary", out=write)  # fmt: skip
         token = run_engine.subscribe(table)
         started = time.monotonic()
         try:
@@ -253,12 +257,14 @@ def _stop_all(processes: list[Any], raise_first: bool = True) -> None:
         raise failures[0]
 
 
-def analyze_run(path: Path, analyses: dict[str, AnalysisFactory]) -> list[Analysis]:
+def analyze_run(path: Path, analyses: dict[str, AnalysisFactory], *, progress: bool = False) -> list[Analysis]:
     """Re-run the live analyses on a recorded run: its file replayed as fast as they take it,
     through the same sockets and consumers as live (so the results are the live ones for the
-    same parameters). Returns the finished analyses."""
+    same parameters). With ``progress``, a bar on stderr: frames analysed of the run's, rate,
+    ETA, and where the analysis stands. Returns the finished analyses."""
     with RunFileReader(path) as reader:
         start = next((doc for name, doc, *_ in reader.documents() if name == "start"), None)
+        n_frames = sum(stream.n_frames for stream in reader.summary().streams)
     if start is None:
         raise OperandoStreamError(f"{path}: the run has no start document")
     factories = list(analyses.values())
@@ -274,11 +280,13 @@ def analyze_run(path: Path, analyses: dict[str, AnalysisFactory]) -> list[Analys
         try:
             documents.wait_for_subscribers(len(threads), timeout_s=30)
             frames.wait_for_subscribers(len(threads), timeout_s=30)
-            with RunFileReader(path) as reader:
-                replay(reader, documents, frames, ReplayConfig(speed=None))
-            for thread in threads:
-                consumer = thread.consumer
-                _wait_for(lambda c=consumer: c.runs_seen and c.idle, 600, "the analysis did not finish")
+            consumers = [thread.consumer for thread in threads]
+            label = re.sub(r"^\d{8}-\d{6}_", "", path.stem)  # the recorder's names: scan id and uid, not the date
+            with AnalysisProgress(consumers, n_frames, label, quiet=not progress):
+                with RunFileReader(path) as reader:
+                    replay(reader, documents, frames, ReplayConfig(speed=None))
+                for consumer in consumers:
+                    _wait_for(lambda c=consumer: c.runs_seen and c.idle, 600, "the analysis did not finish")
         finally:
             for thread in threads:
                 consumer = thread.stop()

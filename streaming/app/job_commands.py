@@ -15,7 +15,7 @@ from pathlib import Path
 from streaming.errors import ConfigError
 from streaming.store.runreader import RunFileReader
 
-from .bench import benchmark_modules, ratio_rows, run_benchmark
+from .bench import benchmark_modules, benchmarks_root, ratio_rows, run_benchmark
 from .config import load_config
 from .data_commands import format_summary
 
@@ -23,7 +23,7 @@ __all__ = ["cmd_bench", "cmd_demo"]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    root = Path.cwd()
+    root = benchmarks_root(Path.cwd())
     available = benchmark_modules(root)
     if args.list:
         print("\n".join(available))
@@ -63,7 +63,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     modes = MODES if args.mode == "all" else (args.mode,)
     print(f"operando demo {args.mode}: XRD-CT preset {config.xrdct.preset}, output in {config.out_dir}", flush=True)
-    result = run_experiment(modes, config, progress_file=sys.stderr, table_file=sys.stdout)
+    result = run_experiment(modes, config, progress_file=None if args.quiet else sys.stderr, table_file=sys.stdout)
     for mode in modes:
         print(f"\n{mode}: {result.elapsed_s[mode]:.1f} s")
         with RunFileReader(result.run_files[mode]) as reader:

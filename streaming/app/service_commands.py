@@ -9,7 +9,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from streaming.errors import ConfigError
 from streaming.store.runreader import RunFileReader
@@ -25,17 +28,25 @@ __all__ = ["cmd_analyze", "cmd_consume", "cmd_distribute", "cmd_integrate"]
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+        for path in args.files:
+            _analyze_one(path, args)
+    return 0
+
+
+def _analyze_one(path: Path, args: argparse.Namespace) -> None:
     from .analyses import default_analyses
     from .experiment import analyze_run
 
-    if not args.file.is_file():
-        raise FileNotFoundError(f"no such file: {args.file}")
-    out = args.out or args.file.parent
+    out = args.out or path.parent
     overrides = [f"out_dir={str(out)!r}"]
-    beside_the_run = args.file.parent / "calibration"
+    beside_the_run = path.parent / "calibration"
     if not (out / "calibration").is_dir() and beside_the_run.is_dir():
         overrides.append(f"xcsct.calibration_dir={str(beside_the_run)!r}")  # the run's own, unless set
-    with RunFileReader(args.file) as reader:
+    with RunFileReader(path) as reader:
         start = next((doc for name, doc, *_ in reader.documents() if name == "start"), {})
     simulated = start.get("simulation", {}).get("xrdct_preset")
     if simulated is not None:  # the simulated detector the run had (a --set still wins)
@@ -44,12 +55,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     analyses = default_analyses(config)
     if not analyses:
         raise ConfigError("analyze: no live analysis is configured for this run")
-    finished = analyze_run(args.file, analyses)
-    print(f"analysed {args.file}: {len(finished)} analysis result(s) in {out}")
+    finished = analyze_run(path, analyses, progress=not args.quiet)
+    print(f"analysed {path}: {len(finished)} analysis result(s) in {out}", flush=True)
     for analysis in finished:
         for line in getattr(analysis, "report", lambda: [])():
-            print(f"  {line}")
-    return 0
+            print(f"  {line}", flush=True)
 
 
 def cmd_consume(args: argparse.Namespace) -> int:

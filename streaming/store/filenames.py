@@ -1,7 +1,8 @@
 """The names of a run's files: its run file, and the analysis files linked from it.
 
 - :func:`run_file_name`: ``YYYYmmdd-HHMMSS_scan<id>_<uid8>.h5``, from the run's start document.
-- :func:`analysis_file_name`: ``<run file stem>.<analysis>.h5``, beside the run file.
+- :func:`analysis_file_name`: ``<run file stem>.<analysis>.h5``, beside the run file, and
+  :func:`analysis_of`, its inverse.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["analysis_file_name", "run_file_name"]
+__all__ = ["analysis_file_name", "analysis_of", "run_file_name"]
 
 
 def _safe_name(text: str, max_length: int = 36) -> str:
@@ -35,3 +36,13 @@ def run_file_name(run_uid: str, start: dict[str, Any] | None) -> str:
 def analysis_file_name(run_file: Path | str, analysis: str) -> str:
     """Name of the file next to ``run_file`` where an analysis writes ``/entry/<analysis>``."""
     return f"{Path(run_file).stem}.{analysis}.h5"
+
+
+_ANALYSIS_FILE = re.compile(r"^[^.]+\.(?P<analysis>[a-z]+)\.h5$")
+
+
+def analysis_of(path: Path | str) -> str | None:
+    """The analysis whose results file ``path`` is by its name (``"xrdct"`` for
+    ``<stem>.xrdct.h5``), or None for any other name (a run file, ``<stem>.1.h5`` too)."""
+    found = _ANALYSIS_FILE.match(Path(path).name)
+    return found["analysis"] if found else None

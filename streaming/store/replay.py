@@ -85,11 +85,13 @@ def replay(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    on_frames: Callable[[int], None] | None = None,
 ) -> ReplayStats:
     """Send a recorded run again; returns what was sent.
 
     The caller makes sure the receivers are subscribed first
-    (``wait_for_subscribers`` on both publishers).
+    (``wait_for_subscribers`` on both publishers). ``on_frames(n)`` is called after each
+    frame message with the frames it held (a progress bar's ``update``).
     """
     stats = ReplayStats()
     started = clock()
@@ -118,9 +120,11 @@ def replay(
         else:
             header, data = message.frame
             frames.send(header, data)
-            stats.frames_sent += 1
-            stats.frames_by_stream[header.stream] += 1
+            stats.frames_sent += header.n_frames  # a batch is many frames, as receivers count them
+            stats.frames_by_stream[header.stream] += header.n_frames
             stats.bytes_sent += data.nbytes
+            if on_frames is not None:
+                on_frames(header.n_frames)
     stats.elapsed_s = clock() - started
     logger.info(
         "replayed %d documents and %d frames from %s in %.2f s",

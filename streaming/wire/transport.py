@@ -378,8 +378,9 @@ class FrameSubscriber(ReceiptSender, Endpoint):
         if self.streams is not None and header.stream not in self.streams:
             return None
         self.n_received += 1
-        if self.sequences is not None and self.sequences.observe(header.run_uid, header.stream, header.seq,
-                                                                 header.n_frames):
+        if self.sequences is not None and self.sequences.observe(
+            header.run_uid, header.stream, header.seq, header.n_frames
+        ):
             self._gap_events += 1
             if self._gap_events in (1, 10, 100) or self._gap_events % 1000 == 0:
                 counts = self.sequences.counts[(header.run_uid, header.stream)]

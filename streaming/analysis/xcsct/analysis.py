@@ -52,6 +52,7 @@ __all__ = ["XcsctAnalysis", "xcsct_analysis_factory"]
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class _Acquisition:
     """One XCS acquisition's bookkeeping (its spectra are in the accumulator)."""
@@ -270,6 +271,10 @@ class XcsctAnalysis:
             self.files["png"] = self.config.out_dir / f"{self.stem}.xcs.png"
             write_summary(self.files["png"], config=self.config, results=self.results, xct=self.xct,
                           capacity_mah=self.capacity_mah)  # fmt: skip
+
+    def progress(self) -> str:
+        """Where the run stands, for a progress bar (read from the consumer's thread)."""
+        return f"XCT scans {len(self.xct)}, XCS acquisitions {len(self.results['scan'])}"
 
     def report(self) -> list[str]:
         """The key numbers, a line each, for a terminal: the files, then per XCS scan the

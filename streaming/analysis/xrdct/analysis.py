@@ -197,6 +197,18 @@ class XrdctAnalysis:
         (mAh), ``center_of_rotation_px`` and ``mean_<lattice>`` (Å)."""
         return self.finished_scans.columns()
 
+    def progress(self) -> str:
+        """Where the run stands, for a progress bar: each scan in flight's complete lines and
+        preliminary centre, and a series' scans done (read from the consumer's thread)."""
+        words = []
+        for index, scan in list(self.in_flight.items()):
+            centre = scan.preliminary_center_px or scan.config.center_px
+            words.append(f"scan {index}: {scan.sinogram.completed_lines.size}/{self.n_angles} lines"
+                         + ("" if centre is None else f", centre {centre:.1f} px"))  # fmt: skip
+        if self.is_series:
+            words.append(f"{len(self.finished_scans)} scans done")
+        return "; ".join(words)
+
     def report(self) -> list[str]:
         """The key numbers, a line each, for a terminal."""
         figure = f" (figure {self.figure_path.name})" if self.figure_path else ""

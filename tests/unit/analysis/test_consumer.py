@@ -137,6 +137,50 @@ def test_a_backlog_larger_than_one_poll_loses_no_frame():
     assert consumer.frames.n_received == 23
 
 
+class SayingAnalysis(CountingAnalysis):
+    def progress(self) -> str:
+        return f"{len(self.placed)} placed"
+
+
+def test_a_consumer_says_where_each_run_in_progress_stands_and_a_bar_follows_it():
+    """What ``operando analyze`` draws its progress bar from: frames handed to the analysis
+    and the analysis' own words, read from another thread."""
+    import io
+
+    import numpy as np
+
+    from streaming.app.progress import AnalysisProgress
+
+    start = {"uid": "progress-run", "time": 0.0}
+    drawn = io.StringIO()
+    with (
+        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
+        FramePublisher(LOOPBACK, block_when_full=True) as frames,
+    ):
+        consumer = ConsumerThread(Consumer(SayingAnalysis, document_address=documents.address,
+                                           frame_address=frames.address, linger_s=0.5))  # fmt: skip
+        try:
+            documents.wait_for_subscribers(1, 10)
+            frames.wait_for_subscribers(1, 10)
+            with AnalysisProgress([consumer.consumer], 12, "progress-run", interval_s=0.01, file=drawn):
+                documents("start", start)
+                wait_until(lambda: consumer.consumer.runs_seen == 1)
+                for i in range(10):
+                    frames.publish("pilatus", np.full(4, i, np.int32), run_uid=start["uid"],
+                                   indices={"angle": 0, "translation": i})  # fmt: skip
+                frames.publish("other", np.zeros(4, np.int32), run_uid=start["uid"])  # not the analysis' stream
+                wait_until(lambda: consumer.consumer.n_frames_analysed == 10)
+                (run,) = consumer.consumer.progress()
+                assert (run.uid, run.frames_analysed, run.status) == ("progress-run", 10, "10 placed")
+                wait_until(lambda: "10 placed" in drawn.getvalue())  # the bar shows the analysis' words
+                documents("stop", {"uid": "progress-stop", "run_start": start["uid"], "exit_status": "success"})
+                wait_until(lambda: len(consumer.consumer.finished) == 1)
+            assert consumer.consumer.progress() == []
+        finally:
+            consumer.stop()
+    assert "10/12" in drawn.getvalue().rsplit("\r", 1)[-1]  # its last state: every frame the analysis took
+
+
 class StallingAnalysis(CountingAnalysis):
     """Stops for ``stall_s`` at its ``at_frame``-th frame, as a long reconstruction would, and
     records the order frames came in."""

@@ -238,3 +238,58 @@ def test_bench_tabulates_the_ratios_of_the_recorded_results(tmp_path, monkeypatc
                                                    "ratio": 6.5}]  # fmt: skip
     assert main(["bench", "absent"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_info_on_a_folders_h5_files_skips_the_analyses_result_files(recorded_file, tmp_path, capsys):
+    """``operando info runs/*.h5`` globs the analyses' ``<run>.xrdct.h5`` too: they are named
+    as such, not failed on (they have no /entry/documents)."""
+    import shutil
+
+    from streaming.store.filenames import analysis_file_name, analysis_of
+
+    run = tmp_path / recorded_file.name
+    shutil.copy(recorded_file, run)
+    sidecar = tmp_path / analysis_file_name(run, "xrdct")
+    with h5py.File(sidecar, "w") as results:
+        results.create_group("entry/xrdct")
+    assert [analysis_of(p) for p in (run, sidecar, tmp_path / f"{run.stem}.1.h5")] == [None, "xrdct", None]
+    assert main(["info", *sorted(str(p) for p in tmp_path.glob("*.h5"))]) == 0
+    printed = capsys.readouterr()
+    assert str(run) in printed.out and str(sidecar) not in printed.out
+    assert f"not run files: 1 analysis result file(s), {sidecar}" in printed.err
+
+
+def test_the_demos_potentiostat_table_and_progress_bar_share_a_terminal_without_splicing(tmp_path):
+    """On one terminal (a pty: stdout and stderr on the same screen) each row of the
+    potentiostat's table is a line of its own above the progress bar (before: rows were
+    written into the bar's line)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a terminal's 120 x 40
+    process = subprocess.Popen([*OPERANDO, "demo", "xcsct", "--set", "xcsct.max_repeats=1", "--out", str(tmp_path)],
+                               stdout=follower, stderr=follower, close_fds=True)  # fmt: skip
+    os.close(follower)
+    screen = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the pty closed: the process ended
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert process.wait(timeout=300) == 0, screen.decode(errors="replace")[-3000:]
+    # what each line shows once carriage returns are applied (tqdm rewrites its line after "\r";
+    # the terminal ends each line with "\r\n")
+    shown = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in screen.decode(errors="replace").split("\n")]
+    rows = [line for line in shown if re.match(r"\|\s+\d+ \|", line)]
+    bars = [line for line in shown if "frame/s" in line or "%|" in line]
+    assert rows and bars, "\n".join(shown[-40:])
+    assert not [line for line in rows if "%|" in line or "frame/s" in line]
+    assert not [line for line in shown if re.search(r"frame/s.*\|\s+\d+ \|", line)], "\n".join(shown)

@@ -319,3 +319,25 @@ def test_a_batch_is_recorded_frame_by_frame_and_replayed_as_the_batch_it_was(rec
     assert rows == [(5 * b + i, 100.0 + b + i / 10, i, b) for b in (0, 1, 3) for i in range(5)]
     assert (stream.n_frames, stream.missing) == (15, 5)
     assert replayed == sent
+
+
+def test_a_replay_counts_the_frames_of_its_batches_as_receivers_do(recording):
+    """Receivers confirm frames, not messages: a replay of three batches of five says 15
+    frames (before: 3, so a receiver confirming 15 looked like one that got more than sent)."""
+    documents, frames, recorder = recording
+    bundle = compose_run()
+    uid = bundle.start_doc["uid"]
+    documents("start", bundle.start_doc)
+    for b in range(3):
+        frames.publish("hexitec", np.full((5, 8, 8), b, "<u2"), run_uid=uid, indices={"frame": 0},
+                       timestamps=[100.0 + b + i / 10 for i in range(5)], counter="frame")  # fmt: skip
+    documents("stop", bundle.compose_stop())
+    wait_until_closed(recorder)
+    updates = []
+    with (
+        RunFileReader(recorder.files[uid]) as reader,
+        DocumentPublisher(LOOPBACK) as again_documents,
+        FramePublisher(LOOPBACK) as again_frames,
+    ):
+        stats = replay(reader, again_documents, again_frames, ReplayConfig(speed=None), on_frames=updates.append)
+    assert (stats.frames_sent, dict(stats.frames_by_stream), updates) == (15, {"hexitec": 15}, [5, 5, 5])
