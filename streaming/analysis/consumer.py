@@ -148,6 +148,9 @@ class Consumer:
         Where the recorder's files are, if not where the runs' StreamResources say.
     backfill_timeout_s : float
         How long to wait for the recorder to flush a missing frame.
+    paced_by_sender : bool
+        The publisher waits for this consumer (a replay, ``operando analyze``): a full
+        receive buffer is expected, not warned about.
     """
 
     def __init__(
@@ -166,6 +169,7 @@ class Consumer:
         backfill: bool = True,
         run_directory: Path | None = None,
         backfill_timeout_s: float = 10.0,
+        paced_by_sender: bool = False,
     ) -> None:
         self.make_analysis = make_analysis
         self.name = receiver_name("consumer")
@@ -189,7 +193,8 @@ class Consumer:
         self.runs_seen = 0
         self.errors = 0
         self.n_frames_analysed = 0  # handed to analyses, every run: progress bars read it
-        self.receiver = Receiver(self.documents, self.frames, max_bytes=max_buffer_bytes).start()
+        self.receiver = Receiver(self.documents, self.frames, max_bytes=max_buffer_bytes,
+                                 paced_by_sender=paced_by_sender).start()  # fmt: skip
 
     # -- the loop ----------------------------------------------------------------------------
 

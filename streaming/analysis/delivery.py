@@ -109,8 +109,9 @@ class RunDelivery:
     def report_line(self) -> str:
         """One line for a terminal."""
         line = (f"frames: {sum(self.live.values())} live, {sum(self.backfilled.values())} from the recorder's file, "
-                f"{sum(self.unrecovered.values())} lost to both; receive buffer peak {self.peak_backlog_frames} "
-                f"frames ({self.peak_buffer_bytes / 1e6:.0f} MB)")  # fmt: skip
+                f"{sum(self.unrecovered.values())} lost to both")  # fmt: skip
+        if self.live:  # read from the file alone (reprocessed), nothing went through a buffer
+            line += f"; receive buffer peak {self.peak_backlog_frames} frames ({self.peak_buffer_bytes / 1e6:.0f} MB)"
         return line
 
 

@@ -100,6 +100,11 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="re-run the live analyses on recorded runs, with new parameters")
     analyze.add_argument("files", type=Path, nargs="+", metavar="FILE", help="run files, analysed one after the other")
     _add_quiet_option(analyze)
+    analyze.add_argument("--dask", nargs="?", const="", metavar="SCHEDULER", help="integrate on Dask workers: a "
+                         "LocalCluster of this machine's cores, or the scheduler at SCHEDULER (tcp://host:8786)")
+    analyze.add_argument("--dask-workers", type=int, metavar="N", help="LocalCluster size (default: the cores)")
+    analyze.add_argument("--chunk-frames", type=int, default=256, metavar="N", help="frames per Dask task "
+                         "(default %(default)s)")  # fmt: skip
     analyze.add_argument("--config", type=Path, help="TOML configuration (see streaming/app/config.py)")
     analyze.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
     analyze.add_argument("--out", type=Path, help="folder for the results (default: beside the run file, "

@@ -257,6 +257,9 @@ def _stop_all(processes: list[Any], raise_first: bool = True) -> None:
         raise failures[0]
 
 
+_ANALYZE_BUFFER_BYTES = 256 * 2**20
+
+
 def analyze_run(path: Path, analyses: dict[str, AnalysisFactory], *, progress: bool = False) -> list[Analysis]:
     """Re-run the live analyses on a recorded run: its file replayed as fast as they take it,
     through the same sockets and consumers as live (so the results are the live ones for the
@@ -272,10 +275,10 @@ def analyze_run(path: Path, analyses: dict[str, AnalysisFactory], *, progress: b
         DocumentPublisher(_LOOPBACK_ANY_PORT, block_when_full=True) as documents,
         FramePublisher(_LOOPBACK_ANY_PORT, block_when_full=True) as frames,
     ):
-        threads = [
-            ConsumerThread(Consumer(factory, document_address=documents.address, frame_address=frames.address))
-            for factory in factories
-        ]
+        # the replay waits for the analyses: a small buffer holds all the slack there is
+        options = {"document_address": documents.address, "frame_address": frames.address,
+                   "max_buffer_bytes": _ANALYZE_BUFFER_BYTES, "paced_by_sender": True}  # fmt: skip
+        threads = [ConsumerThread(Consumer(factory, **options)) for factory in factories]
         finished: list[Analysis] = []
         try:
             documents.wait_for_subscribers(len(threads), timeout_s=30)

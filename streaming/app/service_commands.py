@@ -32,14 +32,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if missing:
         raise FileNotFoundError(f"no such file: {', '.join(missing)}")
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-        for path in args.files:
-            _analyze_one(path, args)
+        if args.dask is not None:
+            _analyze_on_dask(args)
+        else:
+            for path in args.files:
+                _analyze_one(path, args)
     return 0
 
 
-def _analyze_one(path: Path, args: argparse.Namespace) -> None:
+def _analyses_for(path: Path, args: argparse.Namespace) -> tuple[Path, dict]:
+    """Where a run's results go, and its analyses: the settings of ``args`` over the run's own
+    (its simulated detector, its HEXITEC calibration beside it)."""
     from .analyses import default_analyses
-    from .experiment import analyze_run
 
     out = args.out or path.parent
     overrides = [f"out_dir={str(out)!r}"]
@@ -51,11 +55,37 @@ def _analyze_one(path: Path, args: argparse.Namespace) -> None:
     simulated = start.get("simulation", {}).get("xrdct_preset")
     if simulated is not None:  # the simulated detector the run had (a --set still wins)
         overrides.append(f"xrdct.preset={simulated!r}")
-    config = load_config(args.config, [*overrides, *args.set])
-    analyses = default_analyses(config)
+    analyses = default_analyses(load_config(args.config, [*overrides, *args.set]))
     if not analyses:
         raise ConfigError("analyze: no live analysis is configured for this run")
-    finished = analyze_run(path, analyses, progress=not args.quiet)
+    return out, analyses
+
+
+def _analyze_one(path: Path, args: argparse.Namespace) -> None:
+    from .experiment import analyze_run
+
+    out, analyses = _analyses_for(path, args)
+    _report(path, out, analyze_run(path, analyses, progress=not args.quiet))
+
+
+def _analyze_on_dask(args: argparse.Namespace) -> None:
+    from .dask_analyze import analyze_on_dask, dask_client
+
+    jobs = [(path, _analyses_for(path, args)[1]) for path in args.files]
+    with dask_client(args.dask or None, args.dask_workers) as client:
+        info = client.scheduler_info()
+        print(f"Dask: {len(info.get('workers', {}))} worker(s) of the scheduler at {info.get('address')}, "
+              f"dashboard {client.dashboard_link}", flush=True)  # fmt: skip
+        finished, others = analyze_on_dask(jobs, client, chunk_frames=args.chunk_frames, progress=not args.quiet)
+    given = {path.resolve(): path for path in args.files}
+    for resolved, analysis in finished:
+        path = given.get(resolved, resolved)
+        _report(path, args.out or path.parent, [analysis])
+    for path in others:  # not XRD-CT: in this process, as without --dask
+        _analyze_one(path, args)
+
+
+def _report(path: Path, out: Path, finished: list) -> None:
     print(f"analysed {path}: {len(finished)} analysis result(s) in {out}", flush=True)
     for analysis in finished:
         for line in getattr(analysis, "report", lambda: [])():

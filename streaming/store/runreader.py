@@ -158,8 +158,6 @@ class RunFileReader:
     ) -> Iterator[tuple[FrameHeader, np.ndarray, float, int]]:
         """Yield ``(header, data, recv_time, arrival)`` of frames ``start:stop`` of a stream."""
         group = self.entry["instrument"][stream]
-        n = self.n_frames(stream) if stop is None else min(stop, self.n_frames(stream))
-        stream_name, dtype = str(group.attrs["stream"]), str(group.attrs["dtype"])
         shape = tuple(int(x) for x in group.attrs["frame_shape"])
         dataset = group["data"]
         # Small frames are read many at a time (one h5py call per frame caps HEXITEC replay
@@ -168,21 +166,40 @@ class RunFileReader:
         frame_bytes = max(1, dataset.dtype.itemsize * int(np.prod(shape)))
         block_length = max(1, min(_READ_BLOCK, _READ_BYTES // frame_bytes)) if frame_bytes <= _SMALL_FRAME_BYTES else 1
         direct = is_bitshuffle_lz4(dataset) if block_length == 1 else False  # checked once, not per frame
-        # the per-frame columns in blocks of their own: one h5py call per column and frame
-        # (eight of them) costs more than decompressing a small Pilatus frame
-        meta_length = max(block_length, _READ_BLOCK)
-        for meta_start in range(start, n, meta_length):
-            meta = slice(meta_start, min(n, meta_start + meta_length))
+        for meta_start, headers in self._header_blocks(stream, start, stop, max(block_length, _READ_BLOCK)):
+            for block_start in range(meta_start, meta_start + len(headers), block_length):
+                block = slice(block_start, min(meta_start + len(headers), block_start + block_length))
+                data = dataset[block] if block_length > 1 else [read_frame(dataset, block_start, direct=direct)]
+                for j in range(block.stop - block.start):
+                    header, recv_time, arrival = headers[block.start - meta_start + j]
+                    yield header, data[j], recv_time, arrival
+
+    def frame_headers(self, stream: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[FrameHeader, int]]:
+        """Yield ``(header, arrival)`` of frames ``start:stop`` of a stream, without reading
+        their pixels (what a reader needs to place and order frames read elsewhere)."""
+        for _, headers in self._header_blocks(stream, start, stop, _READ_BLOCK):
+            for header, _, arrival in headers:
+                yield header, arrival
+
+    def _header_blocks(
+        self, stream: str, start: int, stop: int | None, block_length: int
+    ) -> Iterator[tuple[int, list[tuple[FrameHeader, float, int]]]]:
+        """The headers of frames ``start:stop`` with their receive time and arrival index, a
+        block of ``block_length`` rows at a time (one h5py call per column and block: one
+        per column and frame, eight of them, costs more than decompressing a small frame)."""
+        group = self.entry["instrument"][stream]
+        n = self.n_frames(stream) if stop is None else min(stop, self.n_frames(stream))
+        stream_name, dtype = str(group.attrs["stream"]), str(group.attrs["dtype"])
+        shape = tuple(int(x) for x in group.attrs["frame_shape"])
+        for meta_start in range(start, n, block_length):
+            meta = slice(meta_start, min(n, meta_start + block_length))
             seq, timestamp = group["sequence"][meta], group["timestamp"][meta]
             recv_time, arrival = group["recv_time"][meta], group["arrival"][meta]
             positions = {key: ds[meta] for key, ds in group["positions"].items()}
             indices = {key: ds[meta] for key, ds in group["indices"].items()}
-            for block_start in range(meta.start, meta.stop, block_length):
-                block = slice(block_start, min(meta.stop, block_start + block_length))
-                data = dataset[block] if block_length > 1 else [read_frame(dataset, block_start, direct=direct)]
-                for j in range(block.stop - block.start):
-                    i = block.start - meta.start + j
-                    header = FrameHeader(
+            headers = [
+                (
+                    FrameHeader(
                         run_uid=self.run_uid,
                         stream=stream_name,
                         seq=int(seq[i]),
@@ -191,8 +208,13 @@ class RunFileReader:
                         shape=shape,
                         positions={k: float(v[i]) for k, v in positions.items() if not np.isnan(v[i])},
                         indices={k: int(v[i]) for k, v in indices.items() if v[i] != -1},
-                    )
-                    yield header, data[j], float(recv_time[i]), int(arrival[i])
+                    ),
+                    float(recv_time[i]),
+                    int(arrival[i]),
+                )
+                for i in range(meta.stop - meta.start)
+            ]
+            yield meta_start, headers
 
     def frames_by_sequence(self, stream: str, seqs: Iterable[int]) -> Iterator[tuple[FrameHeader, np.ndarray]]:
         """Yield ``(header, data)`` of the frames of ``stream`` whose sequence numbers are in

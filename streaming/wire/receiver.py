@@ -71,6 +71,9 @@ class Receiver:
         :meth:`stop` returns.
     max_bytes : int
         Most frame bytes held (frames are held as received, without a copy).
+    paced_by_sender : bool
+        The publisher waits for this receiver (a replay into an analysis): a full buffer is
+        its normal state, logged at INFO, not as a warning that frames are at risk.
     clock : callable
         Receipt time stamps, seconds since the epoch.
     """
@@ -81,11 +84,13 @@ class Receiver:
         frames: FrameSubscriber,
         *,
         max_bytes: int,
+        paced_by_sender: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be > 0, got {max_bytes}")
         self.documents, self.frames, self.max_bytes = documents, frames, max_bytes
+        self.paced_by_sender = paced_by_sender
         self._clock = clock
         self.stats = ReceiverStats()
         self._items: deque[tuple[str, Any, float]] = deque()
@@ -139,7 +144,8 @@ class Receiver:
             return
         if stats.frames_in > frames_in or stats.backlog:
             elapsed = now - since
-            level = logging.WARNING if stats.bytes_held > self.max_bytes // 2 else logging.INFO
+            at_risk = stats.bytes_held > self.max_bytes // 2 and not self.paced_by_sender
+            level = logging.WARNING if at_risk else logging.INFO
             logger.log(level, "frames in %.0f/s, analysed %.0f/s, backlog %d frames (%.0f of %.0f MB)",
                        (stats.frames_in - frames_in) / elapsed, (stats.frames_taken - frames_taken) / elapsed,
                        stats.backlog, stats.bytes_held / 1e6, self.max_bytes / 1e6)  # fmt: skip

@@ -10,7 +10,8 @@
 - ``python``: the block as a script, with the services started before it still running; the
   EPICS PVs it names are served by a simulated IOC on loopback (caproto, ``pv_ioc.py``).
 - ``toml``: written to ``operando.toml``; it must load, and be the defaults (it says it is).
-- ``text`` blocks (printed output, the layout) are not code.
+- ``text`` blocks (printed output, the layout) are not code; a block whose preceding line says
+  ``<!-- readme-test: not run (WHY) -->`` is not run (the SLURM example: no cluster here).
 
 Fast variants (``README_FULL=1`` runs every line as written): ``make demo`` runs the XCS-CT part
 with one repeat into the scratch folder instead of the 9-minute default. Not run: ``make
@@ -50,13 +51,19 @@ class Block:
     language: str
     text: str
     line: int  # in README.md, of the opening fence
+    not_run: str | None = None  # why, when the line before says ``<!-- readme-test: not run (WHY) -->``
 
 
 def readme_blocks(text: str) -> list[Block]:
     """Every fenced block, dedented (a block inside a list item is indented)."""
     fence = re.compile(r"^( *)```(\w*)\n(.*?)^\1```[ \t]*$", re.MULTILINE | re.DOTALL)
-    return [Block(m.group(2), textwrap.dedent(m.group(3)), text.count("\n", 0, m.start()) + 1)
-            for m in fence.finditer(text)]  # fmt: skip
+    blocks = []
+    for m in fence.finditer(text):
+        before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        reason = re.search(r"<!-- readme-test: not run \((.+)\) -->", before)
+        blocks.append(Block(m.group(2), textwrap.dedent(m.group(3)), text.count("\n", 0, m.start()) + 1,
+                            reason.group(1) if reason else None))  # fmt: skip
+    return blocks
 
 
 def commands(block: Block) -> list[str]:
@@ -172,7 +179,8 @@ def test_the_readme_has_only_blocks_this_test_runs_or_knows_are_not_code():
     for block in blocks:
         if block.language == "console":  # a console block without a command would run nothing
             assert commands(block), f"README.md:{block.line}: a console block with no `$ ` line"
-    assert sum(block.language == "python" for block in blocks) >= 4
+    assert sum(block.language == "python" and block.not_run is None for block in blocks) >= 4
+    assert [b.not_run for b in blocks if b.not_run] == ["it needs a SLURM cluster"]  # the only one, and why
 
 
 @pytest.mark.timeout(3600)
@@ -185,7 +193,7 @@ def test_every_readme_example_runs_as_written(tmp_path):
     runners = {"console": run_console, "python": run_python, "toml": run_toml}
     try:
         for block in readme_blocks(README.read_text()):
-            if block.language in runners:
+            if block.language in runners and block.not_run is None:
                 try:
                     runners[block.language](block, session)
                 except AssertionError as failure:
