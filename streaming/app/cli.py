@@ -47,6 +47,13 @@ def _add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", default=DEFAULT_FRAME_ADDRESS, help="frame channel endpoint (default %(default)s)")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -102,8 +109,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_quiet_option(analyze)
     analyze.add_argument("--dask", nargs="?", const="", metavar="SCHEDULER", help="integrate on Dask workers: a "
                          "LocalCluster of this machine's cores, or the scheduler at SCHEDULER (tcp://host:8786)")
-    analyze.add_argument("--dask-workers", type=int, metavar="N", help="LocalCluster size (default: the cores)")
-    analyze.add_argument("--chunk-frames", type=int, default=256, metavar="N", help="frames per Dask task "
+    analyze.add_argument("--dask-workers", type=_positive_int, metavar="N", help="LocalCluster size (default: the "
+                         "cores)")  # fmt: skip
+    analyze.add_argument("--chunk-frames", type=_positive_int, default=256, metavar="N", help="frames per Dask task "
                          "(default %(default)s)")  # fmt: skip
     analyze.add_argument("--config", type=Path, help="TOML configuration (see streaming/app/config.py)")
     analyze.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")

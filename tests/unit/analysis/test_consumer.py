@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -44,6 +46,24 @@ class CountingAnalysis:
 @pytest.fixture(scope="module")
 def beamline_simulation():
     return sim_xrdct_beamline(preset="tiny").pilatus.simulation
+
+
+@contextmanager
+def consuming(analysis, *, linger_s: float) -> Iterator[tuple[DocumentPublisher, FramePublisher, ConsumerThread]]:
+    """Publishers that wait for their receivers, on loopback, and a consumer thread of
+    ``analysis`` subscribed to both (stopped on the way out)."""
+    with (
+        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
+        FramePublisher(LOOPBACK, block_when_full=True) as frames,
+    ):
+        consumer = ConsumerThread(Consumer(analysis, document_address=documents.address,
+                                           frame_address=frames.address, linger_s=linger_s))  # fmt: skip
+        try:
+            documents.wait_for_subscribers(1, 10)
+            frames.wait_for_subscribers(1, 10)
+            yield documents, frames, consumer
+        finally:
+            consumer.stop()
 
 
 def run_and_consume(RE, tmp_path, simulation, n_angles=6, *, analysis=CountingAnalysis, blocking=True,
@@ -87,20 +107,11 @@ def test_a_consumer_gets_every_frame_of_a_live_run_and_finishes_it(RE, tmp_path,
 
 def test_a_replayed_run_reaches_a_consumer_as_the_live_one_did(RE, tmp_path, beamline_simulation):
     live, path, _, _ = run_and_consume(RE, tmp_path, beamline_simulation)
-    with (
-        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
-        FramePublisher(LOOPBACK, block_when_full=True) as frames,
-    ):
-        consumer = ConsumerThread(Consumer(CountingAnalysis, document_address=documents.address,
-                                           frame_address=frames.address, linger_s=2.0))  # fmt: skip
-        try:
-            documents.wait_for_subscribers(1, 10)
-            frames.wait_for_subscribers(1, 10)
-            with RunFileReader(path) as reader:
-                replay(reader, documents, frames, ReplayConfig(speed=None))
-            wait_until(lambda: len(consumer.consumer.finished) == 1)
-        finally:
-            replayed = consumer.stop().finished[0]
+    with consuming(CountingAnalysis, linger_s=2.0) as (documents, frames, consumer):
+        with RunFileReader(path) as reader:
+            replay(reader, documents, frames, ReplayConfig(speed=None))
+        wait_until(lambda: len(consumer.consumer.finished) == 1)
+    replayed = consumer.consumer.finished[0]
     assert replayed.placed == live.placed and replayed.documents == live.documents
     assert replayed.start["uid"] == live.start["uid"]
 
@@ -153,31 +164,21 @@ def test_a_consumer_says_where_each_run_in_progress_stands_and_a_bar_follows_it(
 
     start = {"uid": "progress-run", "time": 0.0}
     drawn = io.StringIO()
-    with (
-        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
-        FramePublisher(LOOPBACK, block_when_full=True) as frames,
-    ):
-        consumer = ConsumerThread(Consumer(SayingAnalysis, document_address=documents.address,
-                                           frame_address=frames.address, linger_s=0.5))  # fmt: skip
-        try:
-            documents.wait_for_subscribers(1, 10)
-            frames.wait_for_subscribers(1, 10)
-            with AnalysisProgress([consumer.consumer], 12, "progress-run", interval_s=0.01, file=drawn):
-                documents("start", start)
-                wait_until(lambda: consumer.consumer.runs_seen == 1)
-                for i in range(10):
-                    frames.publish("pilatus", np.full(4, i, np.int32), run_uid=start["uid"],
-                                   indices={"angle": 0, "translation": i})  # fmt: skip
-                frames.publish("other", np.zeros(4, np.int32), run_uid=start["uid"])  # not the analysis' stream
-                wait_until(lambda: consumer.consumer.n_frames_analysed == 10)
-                (run,) = consumer.consumer.progress()
-                assert (run.uid, run.frames_analysed, run.status) == ("progress-run", 10, "10 placed")
-                wait_until(lambda: "10 placed" in drawn.getvalue())  # the bar shows the analysis' words
-                documents("stop", {"uid": "progress-stop", "run_start": start["uid"], "exit_status": "success"})
-                wait_until(lambda: len(consumer.consumer.finished) == 1)
-            assert consumer.consumer.progress() == []
-        finally:
-            consumer.stop()
+    with consuming(SayingAnalysis, linger_s=0.5) as (documents, frames, consumer):
+        with AnalysisProgress([consumer.consumer], 12, "progress-run", interval_s=0.01, file=drawn):
+            documents("start", start)
+            wait_until(lambda: consumer.consumer.runs_seen == 1)
+            for i in range(10):
+                frames.publish("pilatus", np.full(4, i, np.int32), run_uid=start["uid"],
+                               indices={"angle": 0, "translation": i})  # fmt: skip
+            frames.publish("other", np.zeros(4, np.int32), run_uid=start["uid"])  # not the analysis' stream
+            wait_until(lambda: consumer.consumer.n_frames_analysed == 10)
+            (run,) = consumer.consumer.progress()
+            assert (run.uid, run.frames_analysed, run.status) == ("progress-run", 10, "10 placed")
+            wait_until(lambda: "10 placed" in drawn.getvalue())  # the bar shows the analysis' words
+            documents("stop", {"uid": "progress-stop", "run_start": start["uid"], "exit_status": "success"})
+            wait_until(lambda: len(consumer.consumer.finished) == 1)
+        assert consumer.consumer.progress() == []
     assert "10/12" in drawn.getvalue().rsplit("\r", 1)[-1]  # its last state: every frame the analysis took
 
 
