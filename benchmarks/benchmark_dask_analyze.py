@@ -11,8 +11,11 @@ The model of a paper-size scan (549 translations x 400 angles = 219 600 full Pil
 frames, measured in ~37 min at 10 ms per frame) takes the per-frame costs measured on this
 machine class by the other benchmarks: the trimmed-mean kernel on a full frame, one thread
 (``results/xrdct_processing.json``), and reading a recorded full frame from its file
-(``results/recorder.json``, replay as fast as possible), and says how many single-thread
-worker processes reprocess the scan in less time than it took to measure.
+(``results/recorder.json``, replay as fast as possible), and the reduction's tasks timed here
+on the run's own first scan, one thread: its reconstruction (per line, pixel and radial
+channel) and its maps (per voxel and radial channel), scaled to the paper's 549 x 549 voxels
+x 2000 channels. It says how many single-thread worker processes reprocess the scan in less
+time than it took to measure.
 
 Results: ``benchmarks/results/dask_analyze.json``.
 Run: ``python -m benchmarks.benchmark_dask_analyze [--run FILE] [--repeats N]`` (~10 min on
@@ -30,11 +33,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
+import hdf5plugin  # noqa: F401  (the results' filters)
+import numba
+
 from benchmarks._machine import machine_description, write_results
 
 RESULTS = Path(__file__).parent / "results" / "dask_analyze.json"
 OPERANDO = [sys.executable, "-m", "streaming.app.cli"]
 PAPER_FRAMES = 549 * 400
+PAPER_VOXELS, PAPER_CHANNELS = 549 * 549, 2000
 MEASURED_IN_S = PAPER_FRAMES * 0.010  # the scan's exposures alone
 
 
@@ -51,7 +59,33 @@ def timed(args: list[str], out: Path) -> float:
     return time.perf_counter() - started
 
 
-def paper_model(efficiency: float) -> dict[str, float]:
+def reduction_costs(results: Path, preset: str) -> dict[str, float]:
+    """Seconds of one thread per unit of the reduction's tasks, timed on the first scan of
+    ``results`` (the run's analysis): FBP per line x pixel x channel, maps per voxel x channel."""
+    from simulators.references import aaa_cell_maps_config
+    from streaming.processing.fbp import reconstruct
+    from streaming.processing.maps import compute_maps
+
+    with h5py.File(results, "r") as file:
+        group = file["entry/xrdct"]
+        sinogram, radial = group["sinogram"][0], group["radial"][()]
+        angles, wavelength = group["angles"][()], float(group.attrs["wavelength_angstrom"])
+        centre = float(group["reconstruction_center_px"][0])
+    maps_config = aaa_cell_maps_config(preset=preset)  # the main job's
+    numba.set_num_threads(1)  # as a Dask worker of the LocalCluster runs it
+    started = time.perf_counter()
+    volume = reconstruct(sinogram, angles, center_px=centre)
+    fbp_s = time.perf_counter() - started
+    started = time.perf_counter()
+    compute_maps(volume, radial, maps_config, wavelength_angstrom=wavelength)
+    maps_s = time.perf_counter() - started
+    n_angles, n_pixels, n_channels = sinogram.shape
+    return {"fbp_s_per_line_pixel_channel": fbp_s / (n_angles * n_pixels**2 * n_channels),
+            "maps_s_per_voxel_channel": maps_s / (n_pixels**2 * n_channels), "fbp_s": fbp_s, "maps_s": maps_s,
+            "timed_on": f"{n_angles} angles x {n_pixels}^2 voxels x {n_channels} channels, 1 thread"}  # fmt: skip
+
+
+def paper_model(efficiency: float, reduction: dict[str, float]) -> dict[str, float]:
     """Cores that reprocess a paper-size scan within the time it took to measure."""
     here = Path(__file__).parent / "results"
     kernel = json.loads((here / "xrdct_processing.json").read_text())
@@ -59,11 +93,16 @@ def paper_model(efficiency: float) -> dict[str, float]:
     integrate_fps = float(kernel["integration"]["frames_per_s"]["ours_1_threads"])
     read_fps = float(recorder["detectors"]["pilatus"]["frames_per_s"]["replay"])
     per_frame_s = 1 / integrate_fps + 1 / read_fps  # a worker reads and integrates its frames
-    core_seconds = PAPER_FRAMES * per_frame_s / efficiency
+    fbp_s = reduction["fbp_s_per_line_pixel_channel"] * 400 * PAPER_VOXELS * PAPER_CHANNELS
+    maps_s = reduction["maps_s_per_voxel_channel"] * PAPER_VOXELS * PAPER_CHANNELS
+    core_seconds = (PAPER_FRAMES * per_frame_s + fbp_s + maps_s) / efficiency
     return {
         "integrate_full_frame_1_thread_fps": integrate_fps,
         "read_full_frame_fps": read_fps,
         "worker_seconds_per_frame": per_frame_s,
+        "integration_core_hours": PAPER_FRAMES * per_frame_s / 3600,
+        "reconstruction_core_hours": fbp_s / 3600,
+        "maps_core_hours": maps_s / 3600,
         "core_hours_per_scan": core_seconds / 3600,
         "measurement_minutes": MEASURED_IN_S / 60,
         "workers_to_keep_up": core_seconds / MEASURED_IN_S,
@@ -88,6 +127,8 @@ def main() -> None:
             for name, extra in variants.items():
                 seconds[name].append(timed([str(run), *extra], Path(folder) / f"{name}{repeat}"))
                 print(name, f"{seconds[name][-1]:.1f} s", flush=True)
+        (results_file,) = (Path(folder) / "dask_2_workers0").glob("*.xrdct.h5")
+        reduction = reduction_costs(results_file, args.preset)
     fps = {name: n_frames / statistics.median(values) for name, values in seconds.items()}
     efficiency = fps["dask_2_workers"] / (2 * fps["dask_1_worker"])
     results = {
@@ -100,7 +141,8 @@ def main() -> None:
         "ratio_dask_2_workers_over_analyze": fps["dask_2_workers"] / fps["analyze"],
         "ratio_dask_1_worker_over_analyze": fps["dask_1_worker"] / fps["analyze"],
         "scaling_efficiency_2_over_1": efficiency,
-        "paper_scan_model": paper_model(min(1.0, efficiency)),
+        "reduction_task_costs": reduction,
+        "paper_scan_model": paper_model(min(1.0, efficiency), reduction),
     }
     print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1))
     write_results(args.out, results)

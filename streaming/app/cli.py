@@ -107,8 +107,9 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="re-run the live analyses on recorded runs, with new parameters")
     analyze.add_argument("files", type=Path, nargs="+", metavar="FILE", help="run files, analysed one after the other")
     _add_quiet_option(analyze)
-    analyze.add_argument("--dask", nargs="?", const="", metavar="SCHEDULER", help="integrate on Dask workers: a "
-                         "LocalCluster of this machine's cores, or the scheduler at SCHEDULER (tcp://host:8786)")
+    analyze.add_argument("--dask", nargs="?", const="", metavar="SCHEDULER", help="reprocess on Dask workers: "
+                         "a LocalCluster of this machine's cores, or the scheduler at SCHEDULER (tcp://host:8786)",
+                         )  # fmt: skip
     analyze.add_argument("--dask-workers", type=_positive_int, metavar="N", help="LocalCluster size (default: the "
                          "cores)")  # fmt: skip
     analyze.add_argument("--chunk-frames", type=_positive_int, default=256, metavar="N", help="frames per Dask task "

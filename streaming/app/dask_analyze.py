@@ -5,11 +5,19 @@ a task per chunk reads its frames from the file where the worker runs and integr
 (:func:`~streaming.analysis.xrdct.chunks.integrate_chunk`), so no frame passes through this
 process, only patterns (``n_radial`` floats a frame). The patterns are handed to the run's
 analysis in the file's order, with the documents where they arrived: the results files are
-the live path's, written by the same code. Tasks of every run are in flight at once (round
-robin), at most ``4 x workers`` of them, so this process holds a few chunks of patterns per
-run beyond the analysis' own scan; a worker holds one frame, a chunk of patterns and the
-run's integration tables. A worker that dies has its tasks run again elsewhere (Dask's own
-rescheduling): the result is the same.
+the live path's, written by the same code. When a scan's last pattern is in, its
+reconstruction is made per block of radial channels and its maps per block of image rows,
+each block a task (:class:`~streaming.analysis.xrdct.chunks.BlockReduction`, ahead of the
+integration tasks queued); nothing is back-projected while the patterns arrive, and the
+image made at the end is the live path's, bit for bit (same centre, same order of lines).
+
+Integration tasks of every run are in flight at once (round robin), at most ``4 x workers``
+of them, so this process holds a few chunks of patterns per run beyond the analysis' own
+scan (its sinogram, reconstruction and maps, as live). A worker holds one frame, a chunk of
+patterns and the run's integration tables (a Pilatus 2M's: ~50 MB), or one block of at most
+64 MB of volume with its temporaries (about three times that): ~0.3 GB whatever the run's
+size. A worker that dies has its tasks run again elsewhere (Dask's own rescheduling): the
+result is the same.
 
 Runs that are not XRD-CT (an XCS-CT run) are analysed in this process as without ``--dask``.
 Dask moves tasks and results with its own protocol between processes the user started for
@@ -22,12 +30,13 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from streaming.analysis.consumer import Analysis
 from streaming.analysis.xrdct.analysis import XrdctAnalysis
-from streaming.analysis.xrdct.chunks import ChunkedRun, integrate_chunk
+from streaming.analysis.xrdct.chunks import BlockReduction, ChunkedRun, integrate_chunk
 from streaming.errors import OperandoStreamError
 from streaming.store.runreader import RunFileReader
 
@@ -58,11 +67,9 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
     n = n_workers or os.cpu_count() or 1
     # one thread per worker and per kernel: the processes are the parallelism
     single = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    with (
-        LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
-                     silence_logs=logging.ERROR, env=single) as cluster,  # fmt: skip
-        Client(cluster) as client,
-    ):
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+                           silence_logs=logging.ERROR, env=single)  # fmt: skip
+    with cluster, Client(cluster) as client:
         yield client
 
 
@@ -78,17 +85,21 @@ def analyze_on_dask(
     XRD-CT runs (for the caller to analyse as it would without Dask)."""
     from dask.distributed import as_completed
 
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    # ahead of the integration tasks queued: the client waits for a scan's blocks
+    reduction = BlockReduction(partial(client.submit, pure=False, priority=10), min_blocks=2 * n_workers)
     runs, others = [], []
     for path, analyses in jobs:
         analysis = _xrdct_analysis(path, analyses)
         if analysis is None:
             others.append(path)
         else:
+            analysis.reduce_on(reduction)
             runs.append(ChunkedRun(path, analysis, chunk_frames=chunk_frames))
     if not runs:
         return [], others
     pending = _round_robin(runs)
-    window = 4 * max(1, len(client.scheduler_info().get("workers", {})))
+    window = 4 * n_workers
     in_flight = as_completed()
     tags: dict[Any, tuple[ChunkedRun, int]] = {}
 

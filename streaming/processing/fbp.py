@@ -28,6 +28,7 @@ Arrays: a line is ``(n_translations, n_channels)``; images are ``(n_y, n_x, n_ch
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numba
 import numpy as np
@@ -234,6 +235,7 @@ def reconstruct(
     channels: np.ndarray | None = None,
     filter_name: str = "ram-lak",
     n_pixels: int | None = None,
+    line_order: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Filtered back-projection of a whole sinogram (replays, batch reprocessing).
 
@@ -242,11 +244,15 @@ def reconstruct(
     sinogram : ndarray, shape (n_angles, n_translations, n_radial)
     angles_deg, center_px, channels, filter_name, n_pixels
         As :class:`IncrementalFBP`.
+    line_order : sequence of int or None
+        The order the lines are summed in (every angle index once); None for increasing angle.
+        A live reconstruction's order gives its image bit for bit (float32 sums depend on it).
 
     Returns
     -------
     ndarray of float32, shape (n_pixels, n_pixels, n_channels)
-        Equal to an :class:`IncrementalFBP` fed every line.
+        Equal to an :class:`IncrementalFBP` fed every line. Each channel is reconstructed
+        on its own: a block of channels gives those channels of the whole, bit for bit.
     """
     sinogram = np.asarray(sinogram)
     if sinogram.ndim == 2:
@@ -257,8 +263,10 @@ def reconstruct(
         sinogram.shape[1], angles_deg, center_px=center_px, channels=channels, filter_name=filter_name,
         n_pixels=n_pixels,
     )  # fmt: skip
-    for angle_index in range(sinogram.shape[0]):
-        fbp.add_line(angle_index, sinogram[angle_index])
+    for angle_index in range(sinogram.shape[0]) if line_order is None else line_order:
+        fbp.add_line(int(angle_index), sinogram[angle_index])
+    if not fbp.complete:
+        raise ValueError(f"line_order holds {fbp.n_added} of the {sinogram.shape[0]} angles")
     return fbp.image()
 
 

@@ -25,11 +25,21 @@ def _datasets(path) -> dict[str, np.ndarray]:
 
 def assert_identical_xrdct(ours, reference) -> None:
     """Every dataset of ``/entry/xrdct`` equal, bit for bit (the same patterns, placed and
-    reduced by the same code)."""
+    reduced by the same code; the reconstruction made per block of channels and the maps per
+    block of rows on the workers), but the phase weights: the normal equations of a block of
+    voxels are solved together (LAPACK), which rounds a few voxels' weights differently, within
+    1e-6 of the map's range. On Dask nothing is reconstructed live (``reconstructed_live``
+    False): the same image is made at the end."""
     a, b = _datasets(ours), _datasets(reference)
     assert sorted(a) == sorted(b)
+    with h5py.File(ours, "r") as results:  # a dataset in a series, an attribute of one scan
+        assert not np.any(results["entry/xrdct"].attrs.get("reconstructed_live", a.pop("reconstructed_live", None)))
+    b.pop("reconstructed_live", None)
     for name in b:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        if name.startswith("phase_maps/"):
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-6 * np.abs(b[name]).max(), err_msg=name)
+        else:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
 def test_analyze_on_dask_equals_analyze_and_survives_a_worker_killed_mid_task(xrdct_run, tmp_path):

@@ -25,7 +25,7 @@ from streaming.store.filenames import analysis_file_name, run_file_name
 from streaming.wire.protocol import Frame
 
 from .config import INTEGRATED_SUFFIX, SERIES_PLANS, ZIGZAG_PLANS, XrdctAnalysisConfig
-from .scan import XrdctScan, scan_axes, scan_shape
+from .scan import LOCAL_REDUCTION, ScanReduction, XrdctScan, scan_axes, scan_shape
 from .series import ScanSeries
 from .writer import write_run, write_scan, write_series
 
@@ -72,6 +72,16 @@ class XrdctAnalysis:
         self.figure_path: Path | None = None
         self.delivery: RunDelivery | None = None  # how the frames came (live, the recorder's file), from the consumer
         self.finished = False
+        self.reduction: ScanReduction = LOCAL_REDUCTION
+        self.back_project_live = True
+
+    def reduce_on(self, reduction: ScanReduction) -> None:
+        """Make each finished scan's reconstruction and maps with ``reduction`` (workers)
+        instead of here, and back-project nothing while lines arrive: the live image is made
+        at the end by ``reduction``, the same sums (:mod:`.scan`). Before the first frame."""
+        if self.in_flight or self.finished_scans:
+            raise RuntimeError("reduce_on: the run's frames have begun")
+        self.reduction, self.back_project_live = reduction, False
 
     # -- per message ----------------------------------------------------------------------------
 
@@ -113,7 +123,8 @@ class XrdctAnalysis:
             if self.is_series:
                 self.scan = None  # the last scan is on disk: hold one scan's volumes, not two
             scan = self.in_flight[scan_index] = XrdctScan(scan_index, self.config, self.angles_deg,
-                                                          self.translations_mm)  # fmt: skip
+                                                          self.translations_mm,
+                                                          back_project_live=self.back_project_live)  # fmt: skip
         scan.add(angle, translation, pattern, header.timestamp, monitor=None if monitor is None else float(monitor))
         if self.is_series and scan.sinogram.complete:
             self._finish_scan(self.in_flight.pop(scan_index))
@@ -130,7 +141,7 @@ class XrdctAnalysis:
                            "neighbours", self.start["uid"][:8], scan.index, scan.sinogram.n_filled,
                            self.n_angles * self.n_translations)  # fmt: skip
         if not partial:
-            scan.finish(self.radial_deg, self.wavelength_angstrom)
+            scan.finish(self.radial_deg, self.wavelength_angstrom, self.reduction)
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
         n_finished = len(self.finished_scans)
         with h5py.File(self.path, "a" if n_finished else "w") as file:

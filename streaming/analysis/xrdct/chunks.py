@@ -7,11 +7,19 @@
   handed to the run's :class:`~.analysis.XrdctAnalysis` in the file's order, with the
   documents between them where they arrived, exactly as a replay through a builder fed by
   integration workers would (the live path's results, by the same code).
+- :class:`BlockReduction`: a finished scan's reconstruction per block of radial channels and
+  its maps per block of image rows, each block a task of an executor (a Dask client, or any
+  ``concurrent.futures`` executor); joined, they are this process' results bit for bit (each
+  channel is reconstructed on its own; every map but an area threshold is a voxel's own).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,14 +28,16 @@ import numpy as np
 
 from streaming.analysis.delivery import RunDelivery
 from streaming.errors import OperandoStreamError
+from streaming.processing.fbp import reconstruct
 from streaming.processing.integration import AzimuthalReducer
+from streaming.processing.maps import MapsConfig, XrdctMaps, compute_voxel_maps, join_maps
 from streaming.store.runreader import RunFileReader
 from streaming.wire.protocol import Frame
 
 from .analysis import XrdctAnalysis
 from .config import INTEGRATED_SUFFIX, XrdctAnalysisConfig
 
-__all__ = ["ChunkedRun", "integrate_chunk"]
+__all__ = ["BlockReduction", "ChunkedRun", "integrate_chunk"]
 
 #: Per worker process, the reducers of the runs it integrates lately (a Pilatus 2M's tables
 #: are ~50 MB and take a second or two to build: once per run, not per chunk).
@@ -133,3 +143,54 @@ class ChunkedRun:
     def _pattern_header(self, header: Any, pattern: np.ndarray) -> Any:
         return replace(header, stream=header.stream + INTEGRATED_SUFFIX, dtype=pattern.dtype.str,
                        shape=pattern.shape)  # fmt: skip
+
+
+class BlockReduction:
+    """A scan's reconstruction and maps in blocks, each a task (see the module docstring); a
+    :class:`~.scan.ScanReduction`.
+
+    Parameters
+    ----------
+    submit : callable
+        ``submit(fn, *args, **kwargs)`` → a future with ``result()``: a Dask client's
+        ``submit`` (with ``pure=False``), or a ``concurrent.futures`` executor's.
+    min_blocks : int
+        Blocks per reconstruction (and per maps) at least: a few per worker balances them.
+    block_bytes : int
+        Largest block, bytes of float32 volume (a block of channels' reconstruction, a block of
+        rows' patterns); a task holds about three times this.
+    """
+
+    def __init__(self, submit: Callable[..., Future], *, min_blocks: int = 4, block_bytes: int = 64 << 20) -> None:
+        if min_blocks < 1 or block_bytes < 1:
+            raise OperandoStreamError(f"min_blocks and block_bytes must be >= 1, got {min_blocks}, {block_bytes}")
+        self.submit = submit
+        self.min_blocks = min_blocks
+        self.block_bytes = block_bytes
+
+    def _blocks(self, n: int, bytes_each: int) -> list[slice]:
+        n_blocks = min(n, max(self.min_blocks, math.ceil(n * bytes_each / self.block_bytes)))
+        edges = np.linspace(0, n, n_blocks + 1).round().astype(int)
+        return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+
+    def reconstruct(self, sinogram: np.ndarray, angles_deg: np.ndarray, *, center_px: float, filter_name: str,
+                    line_order: Sequence[int] | None) -> np.ndarray:  # fmt: skip
+        """As :func:`~streaming.processing.fbp.reconstruct`, a task per block of radial channels."""
+        n_pixels = sinogram.shape[1]
+        futures = [
+            self.submit(reconstruct, np.ascontiguousarray(sinogram[..., block]), angles_deg, center_px=center_px,
+                        filter_name=filter_name, line_order=None if line_order is None else list(line_order))
+            for block in self._blocks(sinogram.shape[2], 4 * n_pixels * n_pixels)
+        ]  # fmt: skip
+        return np.concatenate([future.result() for future in futures], axis=2)
+
+    def maps(self, reconstruction: np.ndarray, radial_deg: np.ndarray, config: MapsConfig, *,
+             wavelength_angstrom: float) -> XrdctMaps:  # fmt: skip
+        """As :func:`~streaming.processing.maps.compute_maps`, a task per block of image rows."""
+        row_bytes = 4 * reconstruction.shape[1] * reconstruction.shape[2]
+        futures = [
+            self.submit(compute_voxel_maps, np.ascontiguousarray(reconstruction[rows]), radial_deg, config,
+                        wavelength_angstrom=wavelength_angstrom)
+            for rows in self._blocks(reconstruction.shape[0], row_bytes)
+        ]  # fmt: skip
+        return join_maps([future.result() for future in futures], config)

@@ -14,20 +14,27 @@ end the centre is estimated again from all lines and, if it moved by more than
 ``recenter_tolerance_px`` (or the live image held only some channels), the final
 reconstruction is made again in one batch with the final centre. Otherwise the live image
 *is* the final one (incremental and batch FBP are the same sums; they differ by float32
-summation order only). Either way the file holds a reconstruction made with the recorded
-centre.
+summation order only). The file holds the centre the reconstruction was made with
+(``reconstruction_center_px``) beside the final estimate.
+
+Where the final work runs. A scan finishes through a :class:`ScanReduction`: here
+(:data:`LOCAL_REDUCTION`), or on workers (Dask: per block of radial channels, per block of
+voxels). With ``back_project_live=False`` nothing is back-projected while the lines arrive
+(nobody is watching a reprocessing); the scan keeps the order and centre the live image
+would have had and has the reduction make that image at the end, bit for bit.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from streaming.errors import ConfigError
 from streaming.processing.fbp import IncrementalFBP, reconstruct
-from streaming.processing.maps import XrdctMaps, compute_maps
+from streaming.processing.maps import MapsConfig, XrdctMaps, compute_maps
 from streaming.processing.sinogram import (
     SinogramBuilder,
     estimate_center_of_rotation,
@@ -37,7 +44,37 @@ from streaming.processing.sinogram import (
 
 from .config import XrdctAnalysisConfig
 
-__all__ = ["XrdctScan", "scan_axes", "scan_shape"]
+__all__ = ["LOCAL_REDUCTION", "ScanReduction", "XrdctScan", "scan_axes", "scan_shape"]
+
+
+class ScanReduction(Protocol):
+    """Where a finished scan's reconstruction and maps are made."""
+
+    def reconstruct(self, sinogram: np.ndarray, angles_deg: np.ndarray, *, center_px: float, filter_name: str,
+                    line_order: Sequence[int] | None) -> np.ndarray:  # fmt: skip
+        """As :func:`~streaming.processing.fbp.reconstruct`."""
+        ...
+
+    def maps(self, reconstruction: np.ndarray, radial_deg: np.ndarray, config: MapsConfig, *,
+             wavelength_angstrom: float) -> XrdctMaps:  # fmt: skip
+        """As :func:`~streaming.processing.maps.compute_maps`."""
+        ...
+
+
+class _LocalReduction:
+    """Reconstruction and maps in this process."""
+
+    def reconstruct(self, sinogram: np.ndarray, angles_deg: np.ndarray, *, center_px: float, filter_name: str,
+                    line_order: Sequence[int] | None) -> np.ndarray:  # fmt: skip
+        return reconstruct(sinogram, angles_deg, center_px=center_px, filter_name=filter_name, line_order=line_order)
+
+    def maps(self, reconstruction: np.ndarray, radial_deg: np.ndarray, config: MapsConfig, *,
+             wavelength_angstrom: float) -> XrdctMaps:  # fmt: skip
+        return compute_maps(reconstruction, radial_deg, config, wavelength_angstrom=wavelength_angstrom)
+
+
+#: Reconstruction and maps in this process (the live path's).
+LOCAL_REDUCTION: ScanReduction = _LocalReduction()
 
 
 def scan_shape(start: dict[str, Any]) -> tuple[int, int]:
@@ -67,11 +104,15 @@ class XrdctScan:
     config : XrdctAnalysisConfig
     angles_deg, translations_mm : ndarray
         The zigzag's rotation angles (deg) and translation positions (mm).
+    back_project_live : bool
+        Back-project each line as it completes (the live image); False to make that image
+        at the end only (see the module docstring).
     """
 
     def __init__(self, index: int, config: XrdctAnalysisConfig, angles_deg: np.ndarray,
-                 translations_mm: np.ndarray) -> None:  # fmt: skip
+                 translations_mm: np.ndarray, *, back_project_live: bool = True) -> None:  # fmt: skip
         self.index = index
+        self.back_project_live = back_project_live
         self.config = config
         self.angles_deg, self.translations_mm = angles_deg, translations_mm
         self.n_angles, self.n_translations = angles_deg.size, translations_mm.size
@@ -81,10 +122,13 @@ class XrdctScan:
         )  # fmt: skip
         self.fbp: IncrementalFBP | None = None
         self.preliminary_center_px: float | None = None
+        self.live_center_px: float | None = None  # the live image's centre, once it is started
+        self.line_order: list[int] = []  # lines in the order the live image sums them
         if config.center_px is not None:
-            self._start_fbp(float(config.center_px))
+            self._start_live(float(config.center_px))
         self.time_sum_s = 0.0  # of the frames' time stamps: the scan's mean time
         self.center_px: float | None = None
+        self.reconstruction_center_px: float | None = None
         self.reconstruction: np.ndarray | None = None
         self.maps: XrdctMaps | None = None
         self.reconstructed_live = False
@@ -104,13 +148,20 @@ class XrdctScan:
         for line in self.sinogram.add(angle, translation, pattern, monitor=monitor):
             self._line_done(line)
 
-    def _start_fbp(self, center_px: float) -> None:
-        channels = None if self.config.live_channels is None else np.array(self.config.live_channels)
-        self.fbp = IncrementalFBP(self.n_translations, self.angles_deg, center_px=center_px, channels=channels,
-                                  filter_name=self.config.filter_name)  # fmt: skip
+    def _start_live(self, center_px: float) -> None:
+        self.live_center_px = center_px
+        if self.back_project_live:
+            channels = None if self.config.live_channels is None else np.array(self.config.live_channels)
+            self.fbp = IncrementalFBP(self.n_translations, self.angles_deg, center_px=center_px, channels=channels,
+                                      filter_name=self.config.filter_name)  # fmt: skip
+
+    def _add_line(self, angle_index: int) -> None:
+        self.line_order.append(angle_index)
+        if self.fbp is not None:
+            self.fbp.add_line(angle_index, self.sinogram.air_corrected_line(angle_index))
 
     def _line_done(self, angle_index: int) -> None:
-        if self.fbp is None:
+        if self.live_center_px is None:
             first_half = np.arange(min(self.n_angles, max(3, self.n_angles // 2)))
             if not self.sinogram.lines_complete(first_half):
                 return
@@ -118,11 +169,11 @@ class XrdctScan:
             # (see the module docstring), and the same lines whatever order lines completed in
             # (frames fetched late from the recorder's file), so live equals replayed
             self.preliminary_center_px = self.sinogram.estimate_center_px(first_half)
-            self._start_fbp(self.preliminary_center_px)
+            self._start_live(self.preliminary_center_px)
             for line in self.sinogram.completed_lines:
-                self.fbp.add_line(int(line), self.sinogram.air_corrected_line(int(line)))
+                self._add_line(int(line))
             return
-        self.fbp.add_line(angle_index, self.sinogram.air_corrected_line(angle_index))
+        self._add_line(angle_index)
 
     @property
     def n_interpolated(self) -> int:
@@ -137,8 +188,10 @@ class XrdctScan:
             sinogram = interpolate_missing(sinogram, self.sinogram.filled)
         return subtract_air(sinogram, self.config.air_edge_px) if self.config.air_edge_px else sinogram
 
-    def finish(self, radial_deg: np.ndarray, wavelength_angstrom: float) -> None:
-        """Final centre, reconstruction (the live one when it used that centre) and maps."""
+    def finish(self, radial_deg: np.ndarray, wavelength_angstrom: float,
+               reduction: ScanReduction = LOCAL_REDUCTION) -> None:  # fmt: skip
+        """Final centre, reconstruction (the live one when it used that centre) and maps,
+        those made by ``reduction`` where they are not the live image."""
         corrected = self.corrected_sinogram()
         if self.config.center_px is not None:
             self.center_px = float(self.config.center_px)
@@ -146,19 +199,23 @@ class XrdctScan:
             self.center_px = estimate_center_of_rotation(corrected.sum(axis=2), self.angles_deg)
         # a pattern taken again (a line re-run after a pause) replaced one the live image holds
         live_is_final = (
-            self.fbp is not None and self.fbp.complete and self.config.live_channels is None
-            and abs(self.fbp.center_px - self.center_px) <= self.config.recenter_tolerance_px
+            self.live_center_px is not None and len(self.line_order) == self.n_angles
+            and self.config.live_channels is None
+            and abs(self.live_center_px - self.center_px) <= self.config.recenter_tolerance_px
             and not self.sinogram.n_replaced
         )  # fmt: skip
-        if live_is_final:
+        if live_is_final and self.fbp is not None:
             self.reconstruction = self.fbp.image()
-        else:
-            self.reconstruction = reconstruct(corrected, self.angles_deg, center_px=self.center_px,
-                                              filter_name=self.config.filter_name)  # fmt: skip
+        else:  # the live image made now (the same sums), or one with the final centre
+            self.reconstruction = reduction.reconstruct(
+                corrected, self.angles_deg, center_px=self.live_center_px if live_is_final else self.center_px,
+                filter_name=self.config.filter_name, line_order=self.line_order if live_is_final else None,
+            )  # fmt: skip
+        self.reconstructed_live = live_is_final and self.fbp is not None
+        self.reconstruction_center_px = self.live_center_px if live_is_final else self.center_px
         self.fbp = None  # its image is the reconstruction now, or was replaced: free it
-        self.reconstructed_live = live_is_final
-        self.maps = compute_maps(self.reconstruction, radial_deg, self.config.maps,
-                                 wavelength_angstrom=wavelength_angstrom)  # fmt: skip
+        self.maps = reduction.maps(self.reconstruction, radial_deg, self.config.maps,
+                                   wavelength_angstrom=wavelength_angstrom)  # fmt: skip
 
     def finish_partial(self) -> None:
         """The run ended (aborted, failed, stopped) before this scan did: its patterns as they

@@ -61,8 +61,9 @@ def write_run(
 def write_scan(group: h5py.Group, scan: XrdctScan, position: int | None) -> None:
     """A scan's results into ``group``: as they are (``position`` None), or as row
     ``position`` of datasets with a leading scan axis (created at the first)."""
-    scalars = {"center_of_rotation_px": np.nan if scan.center_px is None else scan.center_px,
-               "preliminary_center_px": np.nan if scan.preliminary_center_px is None else scan.preliminary_center_px,
+    scalars = {"center_of_rotation_px": _or_nan(scan.center_px),
+               "preliminary_center_px": _or_nan(scan.preliminary_center_px),
+               "reconstruction_center_px": _or_nan(scan.reconstruction_center_px),
                "reconstructed_live": scan.reconstructed_live, "patterns_placed": scan.sinogram.n_filled,
                "patterns_replaced": scan.sinogram.n_replaced,
                "patterns_interpolated": 0 if scan.partial else scan.n_interpolated,
@@ -102,6 +103,10 @@ def write_series(group: h5py.Group, columns: dict[str, np.ndarray], readings: di
     for key, values in readings.items():
         if key not in potentiostat:
             potentiostat.create_dataset(key, data=values)
+
+
+def _or_nan(value: float | None) -> float:
+    return np.nan if value is None else value
 
 
 def _dataset(group: h5py.Group, name: str, data: np.ndarray, **attrs: Any) -> h5py.Dataset:

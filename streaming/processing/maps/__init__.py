@@ -11,7 +11,9 @@
   of the beam) → lattice parameter (``lattice = lattice_per_d · d``; NMC (003): c = 3 d).
 - :class:`MapsConfig` and :func:`compute_maps`: all of the above, where a lattice peak is
   fitted after the fitted patterns of the *other* phases are subtracted (overlapping lines
-  of a second phase, e.g. an inactive NMC with a fixed lattice, would bias the position).
+  of a second phase, e.g. an inactive NMC with a fixed lattice, would bias the position);
+  or in blocks of image rows mapped anywhere (:func:`compute_voxel_maps`) and joined
+  (:func:`join_maps`), the same maps.
 
 Axes: a reconstruction is ``(n_y, n_x, n_radial)`` (one voxel's pattern contiguous, as
 :mod:`streaming.processing.fbp` returns it); maps are ``(n_y, n_x)``. The radial axis is 2θ
@@ -29,7 +31,7 @@ Modules:
 - :mod:`.compute`: every map of one reconstruction (:func:`compute_maps`, :class:`XrdctMaps`).
 """
 
-from .compute import XrdctMaps, compute_maps
+from .compute import XrdctMaps, compute_maps, compute_voxel_maps, join_maps
 from .config import LatticePeak, MapsConfig, PeakWindow, PhaseReference
 from .intensities import window_intensity
 from .peaks import PeakFit, fit_peak, lattice_from_center
@@ -44,8 +46,10 @@ __all__ = [
     "PhaseReference",
     "XrdctMaps",
     "compute_maps",
+    "compute_voxel_maps",
     "decompose_phases",
     "fit_peak",
+    "join_maps",
     "lattice_from_center",
     "window_intensity",
 ]

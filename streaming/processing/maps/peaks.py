@@ -4,6 +4,8 @@
   voxel at once (Levenberg-Marquardt, batched 5 x 5 normal equations) → :class:`PeakFit`.
 - :func:`lattice_from_center`: peak position → d-spacing (Bragg, λ of the beam) → lattice
   parameter (``lattice = lattice_per_d · d``; NMC (003): c = 3 d).
+- :func:`join_peak_fits`: the fits of blocks of image rows (fitted apart, e.g. on Dask
+  workers) as one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from .config import _check_window
 from .voxels import _voxels
 
-__all__ = ["PeakFit", "fit_peak", "lattice_from_center"]
+__all__ = ["PeakFit", "fit_peak", "join_peak_fits", "lattice_from_center"]
 
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -35,6 +37,23 @@ class PeakFit:
     area: np.ndarray
     background: np.ndarray
     valid: np.ndarray
+
+    def thresholded(self, min_area_fraction: float) -> PeakFit:
+        """The fit with areas below ``min_area_fraction`` of the largest valid area made
+        invalid (NaN centre and FWHM): a threshold over the whole image, so applied once the
+        fits of every block of voxels are joined (:func:`join_peak_fits`)."""
+        valid = self.valid.copy()
+        if valid.any():
+            valid &= self.area >= min_area_fraction * self.area[valid].max()
+        return PeakFit(center_deg=np.where(valid, self.center_deg, np.nan),
+                       fwhm_deg=np.where(valid, self.fwhm_deg, np.nan), area=self.area, background=self.background,
+                       valid=valid)  # fmt: skip
+
+
+def join_peak_fits(parts: list[PeakFit]) -> PeakFit:
+    """The fits of consecutive blocks of image rows as one (stacked along y)."""
+    return PeakFit(*(np.concatenate([getattr(part, name) for part in parts]) for name in
+                     ("center_deg", "fwhm_deg", "area", "background", "valid")))  # fmt: skip
 
 
 def _pseudo_voigt(u: np.ndarray, fwhm: np.ndarray, eta: float) -> tuple[np.ndarray, ...]:
@@ -162,16 +181,15 @@ def fit_peak(
         & (x[-1] - params[:, 1] >= half_width)
         & np.all(np.isfinite(params), axis=1)
     )
-    if valid.any():
-        valid &= area >= min_area_fraction * area[valid].max()
     shape = reconstruction.shape[:2]
-    return PeakFit(
+    fit = PeakFit(
         center_deg=np.where(valid, center, np.nan).reshape(shape),
         fwhm_deg=np.where(valid, params[:, 2], np.nan).reshape(shape),
         area=area.reshape(shape),
         background=(params[:, 3] + params[:, 4] * (center - x_origin)).reshape(shape),
         valid=valid.reshape(shape),
     )
+    return fit.thresholded(min_area_fraction)
 
 
 def lattice_from_center(center_deg: np.ndarray, wavelength_angstrom: float, lattice_per_d: float) -> np.ndarray:

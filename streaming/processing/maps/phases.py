@@ -2,7 +2,8 @@
 
 :func:`decompose_phases` fits the components of each :class:`~.config.PhaseReference` (a
 phase may have several, e.g. the two ends of a lattice range, whose weights are summed)
-→ :class:`PhaseDecomposition`.
+→ :class:`PhaseDecomposition`; :func:`join_phase_decompositions` joins those of blocks of
+image rows fitted apart.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import scipy.optimize
 from .config import PhaseReference
 from .voxels import _voxels
 
-__all__ = ["PhaseDecomposition", "decompose_phases"]
+__all__ = ["PhaseDecomposition", "decompose_phases", "join_phase_decompositions"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,19 @@ def decompose_phases(
         relative_residual=residual.reshape(shape).astype(np.float32),
         _basis=basis,
         _owner=owner,
+    )
+
+
+def join_phase_decompositions(parts: list[PhaseDecomposition]) -> PhaseDecomposition:
+    """The decompositions of consecutive blocks of image rows (same references) as one."""
+    first = parts[0]
+    return PhaseDecomposition(
+        weights={name: np.concatenate([part.weights[name] for part in parts]) for name in first.weights},
+        component_weights=np.concatenate([part.component_weights for part in parts]),
+        components=first.components,
+        relative_residual=np.concatenate([part.relative_residual for part in parts]),
+        _basis=first._basis,
+        _owner=first._owner,
     )
 
 

@@ -5,6 +5,7 @@ replayed through the analysis again, and through 1 or 3 PULL integration workers
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -21,6 +22,7 @@ from streaming.analysis.xrdct import (
     XrdctAnalysisConfig,
     xrdct_analysis_factory,
 )
+from streaming.analysis.xrdct.chunks import BlockReduction
 from streaming.app.analyses import xrdct_analysis_config
 from streaming.app.config import load_config
 from streaming.errors import ConfigError
@@ -132,15 +134,19 @@ def replay_through(path: Path, config: XrdctAnalysisConfig, n_workers: int | Non
     return done.finished[0]
 
 
-def feed_recorded_run(path: Path, config: XrdctAnalysisConfig, leave_out=frozenset(), alter=None) -> XrdctAnalysis:
+def feed_recorded_run(path: Path, config: XrdctAnalysisConfig, leave_out=frozenset(), alter=None,
+                      reduction=None) -> XrdctAnalysis:  # fmt: skip
     """A recorded run's documents and frames straight into a new analysis (no sockets), but
     the frames at the (angle, translation) positions ``leave_out``, and each frame through
-    ``alter(header, data) -> (header, data)`` if given; finished."""
+    ``alter(header, data) -> (header, data)`` if given, its scans reduced on ``reduction`` if
+    given; finished."""
     with RunFileReader(path) as reader:
         messages = list(reader.messages())
     start = next(m.document[1] for m in messages if m.document and m.document[0] == "start")
     stop = next(m.document[1] for m in messages if m.document and m.document[0] == "stop")
     analysis = XrdctAnalysis(start, config)
+    if reduction is not None:
+        analysis.reduce_on(reduction)
     for message in messages:
         if message.document is not None and message.document[0] not in ("start", "stop"):
             analysis.document(*message.document)
@@ -280,6 +286,28 @@ def test_a_configured_centre_reconstructs_every_line_live(live, tmp_path):
     assert replayed.scan.reconstructed_live and replayed.center_px == simulation.center_of_rotation_px
     batch = reconstruct(replayed.scan.corrected_sinogram(), replayed.angles_deg, center_px=replayed.center_px)
     np.testing.assert_allclose(replayed.scan.reconstruction, batch, atol=1e-5 * np.abs(batch).max())
+
+
+@pytest.mark.parametrize("center", ["estimated", "configured"])
+def test_scans_reduced_in_blocks_on_an_executor_give_the_live_results(live, tmp_path, center):
+    """The reconstruction per block of radial channels and the maps per block of rows, each a
+    task of an executor (Dask's client in ``operando analyze --dask``): nothing back-projected
+    while lines arrive, and at the end the live image, bit for bit."""
+    _, path, simulation = live
+    centre = simulation.center_of_rotation_px if center == "configured" else None
+    config = analysis_config(simulation, tmp_path, figure=False, center_px=centre)
+    reference = feed_recorded_run(path, config)
+    with ThreadPoolExecutor(3) as executor:
+        ours = feed_recorded_run(path, config, reduction=BlockReduction(executor.submit, min_blocks=5))
+        with pytest.raises(RuntimeError, match="frames have begun"):
+            ours.reduce_on(BlockReduction(executor.submit))
+    assert reference.scan.reconstructed_live and not ours.scan.reconstructed_live
+    assert ours.scan.reconstruction_center_px == reference.scan.reconstruction_center_px
+    np.testing.assert_array_equal(ours.scan.reconstruction, reference.scan.reconstruction)
+    for name, image in reference.scan.maps.phases.weights.items():
+        np.testing.assert_allclose(ours.scan.maps.phases.weights[name], image, rtol=1e-6,
+                                   atol=1e-6 * np.abs(image).max())  # fmt: skip
+    np.testing.assert_array_equal(ours.scan.maps.lattices["NMC532_c"], reference.scan.maps.lattices["NMC532_c"])
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,10 @@ from streaming.processing.maps import (
     PeakWindow,
     PhaseReference,
     compute_maps,
+    compute_voxel_maps,
     decompose_phases,
     fit_peak,
+    join_maps,
     lattice_from_center,
     window_intensity,
 )
@@ -34,9 +36,12 @@ def simulation() -> XrdctSimulation:
 
 
 @pytest.fixture(scope="module")
-def maps(simulation):
-    reconstruction = reconstruct(simulation.sinogram(), simulation.angles_deg,
-                                 center_px=simulation.center_of_rotation_px)  # fmt: skip
+def reconstruction(simulation):
+    return reconstruct(simulation.sinogram(), simulation.angles_deg, center_px=simulation.center_of_rotation_px)
+
+
+@pytest.fixture(scope="module")
+def maps(simulation, reconstruction):
     return compute_maps(reconstruction, simulation.radial_deg, maps_config(simulation),
                         wavelength_angstrom=WAVELENGTH_ANGSTROM)  # fmt: skip
 
@@ -142,3 +147,25 @@ def test_maps_leave_the_reconstruction_untouched(simulation):
     before = volume.copy()
     compute_maps(volume, simulation.radial_deg, maps_config(simulation), wavelength_angstrom=WAVELENGTH_ANGSTROM)
     np.testing.assert_array_equal(volume, before)
+
+
+def test_maps_of_blocks_of_rows_joined_are_the_whole_images(simulation, reconstruction, maps):
+    """What the Dask reduction relies on: every map a voxel's own, but the lattice fits' area
+    threshold, which is the whole image's (a block of weak voxels alone would pass it)."""
+    config = maps_config(simulation)
+    rows = [slice(0, 5), slice(5, 6), slice(6, reconstruction.shape[0])]
+    parts = [compute_voxel_maps(reconstruction[block], simulation.radial_deg, config,
+                                wavelength_angstrom=WAVELENGTH_ANGSTROM) for block in rows]  # fmt: skip
+    joined = join_maps(parts, config)
+    for name, image in maps.intensities.items():
+        np.testing.assert_array_equal(joined.intensities[name], image, err_msg=name)
+    for name, image in maps.phases.weights.items():  # LAPACK solves a block's voxels together
+        np.testing.assert_allclose(joined.phases.weights[name], image, rtol=1e-6, atol=1e-6 * np.abs(image).max())
+    np.testing.assert_allclose(joined.phases.relative_residual, maps.phases.relative_residual, rtol=1e-5)
+    (peak,) = config.lattice_peaks
+    np.testing.assert_array_equal(joined.peak_fits[peak.name].valid, maps.peak_fits[peak.name].valid)
+    np.testing.assert_allclose(joined.lattices[peak.name], maps.lattices[peak.name], rtol=1e-6)
+    # the threshold is the whole image's: in a block alone, some of its weak voxels would pass
+    alone = parts[0].peak_fits[peak.name].thresholded(peak.min_area_fraction).valid
+    weak = alone & ~joined.peak_fits[peak.name].valid[rows[0]]
+    assert weak.any() and np.isnan(joined.lattices[peak.name][rows[0]][weak]).all()
