@@ -6,6 +6,7 @@ event-model habit), so ``except ValueError`` keeps working.
 
 - :class:`FrameDecodeError`: a frame message failed validation (names the field).
 - :class:`DocumentDecodeError`: a document message failed validation (names the field).
+- :class:`ProductDecodeError`: a live product message failed validation (names the field).
 - :class:`ConfigError`: a configuration value is invalid (names the key).
 - :class:`HandshakeTimeoutError`: the expected peers did not connect in time.
 - :class:`RunFileError`: a file is not a readable run file.
@@ -25,6 +26,7 @@ __all__ = [
     "LimitError",
     "MessageDecodeError",
     "OperandoStreamError",
+    "ProductDecodeError",
     "RunFileError",
 ]
 
@@ -57,6 +59,10 @@ class FrameDecodeError(MessageDecodeError):
 
 class DocumentDecodeError(MessageDecodeError):
     """A document-channel message failed validation."""
+
+
+class ProductDecodeError(MessageDecodeError):
+    """A products-channel message failed validation."""
 
 
 class ConfigError(OperandoStreamError, ValueError):

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from streaming.wire.products import ProductPublisher
 from streaming.wire.protocol import Frame
 from streaming.wire.receipts import receiver_name
 from streaming.wire.receiver import DEFAULT_BUFFER_BYTES, Receiver
@@ -46,6 +47,7 @@ from streaming.wire.transport import (
 )
 
 from .delivery import RecordedFrames, RunDelivery, SourceFrames
+from .products import LiveProducts
 
 __all__ = ["SOURCE_SEQ", "Analysis", "Consumer", "ConsumerThread", "RunDelivery", "RunProgress"]
 
@@ -151,6 +153,8 @@ class Consumer:
     paced_by_sender : bool
         The publisher waits for this consumer (a replay, ``operando analyze``): a full
         receive buffer is expected, not warned about.
+    products : ProductPublisher or None
+        Publish what the analyses hold, live (:mod:`.products`).
     """
 
     def __init__(
@@ -170,8 +174,10 @@ class Consumer:
         run_directory: Path | None = None,
         backfill_timeout_s: float = 10.0,
         paced_by_sender: bool = False,
+        products: ProductPublisher | None = None,
     ) -> None:
         self.make_analysis = make_analysis
+        self.products = None if products is None else LiveProducts(products)
         self.name = receiver_name("consumer")
         self.documents = DocumentSubscriber(document_address, receiver=self.name)
         self.frames = FrameSubscriber(frame_address, pattern=frame_pattern, streams=streams, bind=frame_bind,
@@ -190,6 +196,7 @@ class Consumer:
         self._runs: dict[str, _Run] = {}
         self._ignored: set[str] = set()
         self.finished: list[Analysis] = []
+        self._last_finished: Analysis | None = None
         self.runs_seen = 0
         self.errors = 0
         self.n_frames_analysed = 0  # handed to analyses, every run: progress bars read it
@@ -206,18 +213,30 @@ class Consumer:
         handled = 0
         received = self.receiver.get(timeout_s)
         while received is not None:
-            kind, item, _ = received
+            kind, item, received_at_s = received
             if kind == "document":
                 self._guard(self._on_document, *item)
             else:
                 self._guard(self._on_frame, item)
+                if self.products is not None:
+                    self.products.frame_handled(received_at_s)
+            self._publish_products()
             handled += 1
             if handled >= self.max_per_poll:  # a bounded batch: the end-of-run checks come too
                 break
             received = self.receiver.get(0)
         self._finish_done_runs()
+        self._publish_products()
         self.receiver.log_rates()
         return handled
+
+    def _publish_products(self, finished: Analysis | None = None) -> None:
+        """The analyses' products, every ``period_s`` (and a run's last state when it ends);
+        with no run in progress, the last finished run's stay on offer."""
+        if self.products is not None and (finished is not None or self.products.due()):
+            analyses = [run.analysis for run in self._runs.values()]
+            last = finished or (None if analyses else self._last_finished)
+            self._guard(self.products.publish, [*analyses, *([last] if last else [])], self, running=bool(self._runs))
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -399,6 +418,8 @@ class Consumer:
             self.errors += 1
             logger.exception("analysis of run %s failed to finish", uid[:8])
         self.finished.append(run.analysis)
+        self._last_finished = run.analysis
+        self._publish_products(finished=run.analysis)
 
 
 class ConsumerThread:

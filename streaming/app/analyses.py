@@ -4,6 +4,7 @@
 - :func:`xrdct_analysis_config`: the XRD-CT analysis' settings, shared by the builder and its
   integration workers, which must integrate alike.
 - :func:`calibration_folder`: where an XCS-CT experiment's HEXITEC calibration is.
+- :func:`open_products`: the products channel the analyses publish on (``live.products``).
 
 The main job (:mod:`.experiment`) and the service processes (:mod:`.processes`) both build
 their analyses here, so neither imports the other.
@@ -11,22 +12,40 @@ their analyses here, so neither imports the other.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streaming.analysis.consumer import Analysis
+from streaming.errors import ConfigError
+from streaming.wire.products import ProductPublisher
 
 from .config import OperandoConfig
 
 if TYPE_CHECKING:
     from streaming.analysis.xrdct import XrdctAnalysisConfig
 
-__all__ = ["XCSCT_ROWS", "AnalysisFactory", "calibration_folder", "default_analyses", "xrdct_analysis_config"]
+__all__ = ["XCSCT_ROWS", "AnalysisFactory", "calibration_folder", "default_analyses", "open_products",
+           "xrdct_analysis_config"]  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 AnalysisFactory = Callable[[dict[str, Any]], Analysis | None]
 
 XCSCT_ROWS = 32  # camera rows of the simulated coin cell (sim_xcsct_beamline's n_z)
+
+
+def open_products(config: OperandoConfig) -> ProductPublisher | None:
+    """The products publisher at ``live.products``; None when that is empty, or taken (another
+    analysis publishes there: this one goes on without, and says so)."""
+    if not config.live.products:
+        return None
+    try:
+        return ProductPublisher(config.live.products)
+    except ConfigError as exc:
+        logger.warning("live products not published: %s", exc)
+        return None
 
 
 def calibration_folder(config: OperandoConfig) -> Path:

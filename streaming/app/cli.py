@@ -4,14 +4,14 @@ Sub-commands: ``record`` (the recorder service), ``replay`` (re-emit a recorded 
 ``consume`` (the live analyses as a service), ``distribute`` and ``integrate`` (XRD-CT
 integration scaled out over worker processes), ``analyze`` (a recorded run through fresh
 analyses), ``info`` (what a run file holds), ``simulate`` (a simulated cell's calibration
-files and ground truth), ``bench`` (the benchmarks) and ``demo`` (the main job on embedded
-defaults).
+files and ground truth), ``bench`` (the benchmarks), ``dashboard`` (the live analyses in a
+web page) and ``demo`` (the main job on embedded defaults).
 A user mistake (bad option value, missing file) gives one line on stderr and exit code 2,
 never a traceback.
 
 This module holds the parser of every sub-command, the dispatch to the command functions
 and :func:`main`, the console script's entry point. The commands themselves live in
-:mod:`.data_commands` (``record``, ``replay``, ``info``, ``simulate``),
+:mod:`.data_commands` (``record``, ``replay``, ``info``, ``simulate``), :mod:`.dashboard`,
 :mod:`.service_commands` (``analyze``, ``consume``, ``distribute``, ``integrate``) and
 :mod:`.job_commands` (``demo``, ``bench``).
 """
@@ -27,8 +27,10 @@ from pathlib import Path
 from streaming.analysis.distribute import DEFAULT_PATTERN_ADDRESS, DEFAULT_WORKER_ADDRESS
 from streaming.errors import OperandoStreamError
 from streaming.store.chunks import COMPRESSIONS
+from streaming.wire.products import DEFAULT_PRODUCTS_ADDRESS
 from streaming.wire.transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADDRESS
 
+from .dashboard import cmd_dashboard
 from .data_commands import cmd_info, cmd_record, cmd_replay, cmd_simulate
 from .job_commands import cmd_bench, cmd_demo
 from .service_commands import cmd_analyze, cmd_consume, cmd_distribute, cmd_integrate
@@ -163,7 +165,19 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, help="TOML configuration (see streaming/app/config.py)")
     demo.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
     demo.add_argument("--out", type=Path, help="output folder (default demo-output)")
+    demo.add_argument("--no-dashboard", action="store_true", help="do not start the live dashboard")
+    demo.add_argument("--dashboard-port", type=int, default=8080, metavar="PORT", help="the dashboard's port "
+                      "(default %(default)s; 0: a free one)")  # fmt: skip
+    demo.add_argument("--keep-dashboard", action="store_true", help="keep the dashboard serving the results after "
+                      "the experiment, until Ctrl-C")  # fmt: skip
     _add_quiet_option(demo)
+
+    dashboard = commands.add_parser("dashboard", help="the live analyses in a web page, until Ctrl-C/SIGTERM")
+    dashboard.add_argument("--products", default=DEFAULT_PRODUCTS_ADDRESS, help="the analyses' products channel "
+                           "(default %(default)s)")  # fmt: skip
+    dashboard.add_argument("--port", type=int, default=8080, help="HTTP port (default %(default)s; 0: a free one)")
+    dashboard.add_argument("--bind", default="127.0.0.1", help="address to listen on (default %(default)s: this "
+                           "machine only; from elsewhere, tunnel: ssh -L 8080:127.0.0.1:8080 HOST)")  # fmt: skip
     return parser
 
 
@@ -178,6 +192,7 @@ _COMMANDS = {
     "consume": cmd_consume,
     "distribute": cmd_distribute,
     "integrate": cmd_integrate,
+    "dashboard": cmd_dashboard,
 }
 
 

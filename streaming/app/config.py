@@ -183,8 +183,11 @@ class LiveConfig:
     backfill: bool = True
     run_dir: Path | None = None  # the recorder's folder, if not where the runs' StreamResources say
     backfill_timeout_s: float = 10.0
+    products: str = "tcp://127.0.0.1:5579"  # where the analyses publish what they hold (dashboards); "" for nowhere
 
     def __post_init__(self) -> None:
+        _check(self.products == "" or self.products.startswith(("tcp://", "ipc://", "inproc://")), "live.products",
+               f"must be a ZeroMQ endpoint (tcp://host:port) or empty, got {self.products!r}")  # fmt: skip
         _check(self.buffer_mb >= 1, "live.buffer_mb", f"must be >= 1 MB, got {self.buffer_mb}")
         _check(self.run_dir is None or Path(self.run_dir).is_dir(), "live.run_dir", f"no such folder: {self.run_dir}")
         timeout = self.backfill_timeout_s

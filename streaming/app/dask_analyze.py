@@ -87,7 +87,8 @@ def analyze_on_dask(
 
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     # ahead of the integration tasks queued: the client waits for a scan's blocks
-    reduction = BlockReduction(partial(client.submit, pure=False, priority=10), min_blocks=2 * n_workers)
+    reduction = BlockReduction(partial(client.submit, pure=False, priority=10),
+                               put=partial(client.scatter, hash=False), min_blocks=2 * n_workers)  # fmt: skip
     runs, others = [], []
     for path, analyses in jobs:
         analysis = _xrdct_analysis(path, analyses)

@@ -16,8 +16,9 @@ from streaming.errors import ConfigError
 from streaming.store.runreader import RunFileReader
 
 from .bench import benchmark_modules, benchmarks_root, ratio_rows, run_benchmark
-from .config import load_config
-from .data_commands import format_summary
+from .config import OperandoConfig, load_config
+from .dashboard import DashboardProcess
+from .data_commands import format_summary, stop_on_signals
 
 __all__ = ["cmd_bench", "cmd_demo"]
 
@@ -63,14 +64,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     modes = MODES if args.mode == "all" else (args.mode,)
     print(f"operando demo {args.mode}: XRD-CT preset {config.xrdct.preset}, output in {config.out_dir}", flush=True)
-    result = run_experiment(modes, config, progress_file=None if args.quiet else sys.stderr, table_file=sys.stdout)
-    for mode in modes:
-        print(f"\n{mode}: {result.elapsed_s[mode]:.1f} s")
-        with RunFileReader(result.run_files[mode]) as reader:
-            print(format_summary(reader.summary()))
-        for line in result.reports.get(mode, []):
-            print(f"  {line}")
+    dashboard = None if args.no_dashboard else _start_dashboard(config, args.dashboard_port)
+    try:
+        result = run_experiment(modes, config, progress_file=None if args.quiet else sys.stderr, table_file=sys.stdout)
+        for mode in modes:
+            print(f"\n{mode}: {result.elapsed_s[mode]:.1f} s")
+            with RunFileReader(result.run_files[mode]) as reader:
+                print(format_summary(reader.summary()))
+            for line in result.reports.get(mode, []):
+                print(f"  {line}")
+        if dashboard is not None and args.keep_dashboard:
+            print(f"\nthe dashboard shows the results at {dashboard.url}; Ctrl-C to stop", flush=True)
+            stop_on_signals().wait()
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
     return 0
+
+
+def _start_dashboard(config: OperandoConfig, port: int) -> DashboardProcess | None:
+    """The live dashboard of the demo's analyses, its URL printed; None (and why) if it cannot start."""
+    if not config.live.products:
+        return None
+    Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        dashboard = DashboardProcess(config.live.products, Path(config.out_dir) / "dashboard.log", port=port)
+    except ConfigError as exc:
+        print(f"operando demo: no dashboard: {exc}", file=sys.stderr, flush=True)
+        return None
+    print(f"live dashboard: {dashboard.url} (open it in a browser; --no-dashboard to skip)", flush=True)
+    return dashboard
 
 
 def _demo_synthetic(out: Path) -> int:

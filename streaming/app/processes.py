@@ -93,16 +93,17 @@ def _consume(  # noqa: PLR0917
 
     from streaming.analysis.consumer import Consumer
 
-    from .analyses import default_analyses
+    from .analyses import default_analyses, open_products
 
     # one core is left to the plans' process: on the 2-core machine numba's parallel kernels
     # on both cores starved the simulated detectors (small XRD-CT 87 frames/s, 103 on one)
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 2) - 1)))
-    consumer = None
+    consumer = products = None
     try:
         with _failures_told(events):
             factory = default_analyses(config)[mode]
-            live = config.live.consumer_options()
+            products = open_products(config)
+            live = {**config.live.consumer_options(), "products": products}
             if take_patterns:  # integration workers' patterns, fanned in on a port of its own
                 consumer = Consumer(factory, document_address=document_address, frame_address=_LOOPBACK_ANY_PORT,
                                     frame_pattern="pull", frame_bind=True, **live)  # fmt: skip
@@ -118,6 +119,8 @@ def _consume(  # noqa: PLR0917
     finally:
         if consumer is not None:
             consumer.close()
+        if products is not None:
+            products.close()
     events.put(("stopped", consumer.errors))
 
 

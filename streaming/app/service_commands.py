@@ -95,7 +95,7 @@ def _report(path: Path, out: Path, finished: list) -> None:
 def cmd_consume(args: argparse.Namespace) -> int:
     from streaming.analysis.consumer import Consumer, ConsumerThread
 
-    from .analyses import default_analyses
+    from .analyses import default_analyses, open_products
 
     overrides = [*args.set, *([f"out_dir={str(args.out)!r}"] if args.out else [])]
     config = load_config(args.config, overrides)
@@ -106,19 +106,20 @@ def cmd_consume(args: argparse.Namespace) -> int:
                           f"in {config.out_dir}/calibration)")  # fmt: skip
     stop = stop_on_signals()
     threads = []
+    products = open_products(config)  # one channel for every analysis of this process
     for mode in modes:
         if mode == "xrdct" and args.patterns:  # patterns from integration workers, fanned in here
             frames = {"frame_address": args.patterns, "frame_pattern": "pull", "frame_bind": True}
         else:
             frames = {"frame_address": args.frames}
         threads.append(ConsumerThread(Consumer(analyses[mode], document_address=args.docs, **frames,
-                                               **config.live.consumer_options())))  # fmt: skip
+                                               **config.live.consumer_options(), products=products)))  # fmt: skip
     sources = args.frames
     if args.patterns and "xrdct" in modes:
         bound = threads[modes.index("xrdct")].consumer.frames.address
         sources = f"{args.frames} (XRD-CT patterns on {bound})"
-    print(f"{', '.join(modes)} analyses of the runs on {args.docs} and {sources}, results in {config.out_dir}",
-          flush=True)  # fmt: skip
+    print(f"{', '.join(modes)} analyses of the runs on {args.docs} and {sources}, results in {config.out_dir}"
+          + (f", live products on {products.address}" if products is not None else ""), flush=True)  # fmt: skip
 
     def report_finished() -> None:
         for thread in threads:
@@ -135,6 +136,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
     finally:
         for thread in threads:
             thread.stop()
+        if products is not None:
+            products.close()
         report_finished()
     return 0
 

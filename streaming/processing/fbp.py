@@ -214,6 +214,19 @@ class IncrementalFBP:
         )  # fmt: skip
         self._added[angle_index] = True
 
+    def channel_image(self, channel: int) -> np.ndarray | None:
+        """The reconstruction so far at radial ``channel`` (an index into a line's last
+        axis), ``(n_pixels, n_pixels)`` float32, or None before the first line or for a
+        channel not reconstructed."""
+        if self._image is None:
+            return None
+        if self.channels is not None:
+            found = np.flatnonzero(self.channels == channel)
+            if not found.size:
+                return None
+            channel = int(found[0])
+        return self._image[:, :, channel] * np.float32(np.pi / self.angles_rad.size)
+
     def image(self) -> np.ndarray:
         """The reconstruction so far, ``(n_pixels, n_pixels, n_channels)`` float32 (a copy).
 

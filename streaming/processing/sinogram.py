@@ -184,6 +184,7 @@ class SinogramBuilder:
         self._on_line_complete = on_line_complete
         self._sinogram = np.zeros(self.shape, dtype=np.float32)
         self._filled = np.zeros(self.shape[:2], dtype=bool)
+        self._total = np.zeros(self.shape[:2], dtype=np.float32)
         self._line_counts = np.zeros(n_angles, dtype=np.int64)
         self.n_replaced = 0
 
@@ -227,6 +228,7 @@ class SinogramBuilder:
                 raise ValueError(f"monitor must be a finite number > 0, got {monitor!r}")
             values = values / np.float32(monitor)
         self._sinogram[angle_index, translation_index] = values
+        self._total[angle_index, translation_index] = values.sum(dtype=np.float64)
         if self._filled[angle_index, translation_index]:
             self.n_replaced += 1
             return []
@@ -241,11 +243,22 @@ class SinogramBuilder:
     def reset(self) -> None:
         """Empty the sinogram (same shape and angles)."""
         self._sinogram[:] = 0
+        self._total[:] = 0
         self._filled[:] = False
         self._line_counts[:] = 0
         self.n_replaced = 0
 
     # -- state --------------------------------------------------------------------------------
+
+    def channel(self, radial_index: int) -> np.ndarray:
+        """The sinogram at one radial channel, (n_angles, n_translations) float32 (a copy)."""
+        return self._sinogram[:, :, radial_index].copy()
+
+    @property
+    def total_intensity(self) -> np.ndarray:
+        """Each pattern's sum over the radial axis, (n_angles, n_translations) float32 (a copy;
+        kept as patterns are placed, so it costs nothing to read)."""
+        return self._total.copy()
 
     def line_complete(self, angle_index: int) -> bool:
         """Whether every translation of line ``angle_index`` has arrived."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,11 @@ from streaming.processing.hexitec import SpectrumAccumulator
 from streaming.processing.xcs_reference import correct_spectra
 from streaming.store.chunks import compression_filter
 from streaming.store.filenames import analysis_file_name, run_file_name
+from streaming.wire.products import Product
 from streaming.wire.protocol import Frame
 
 from .config import XcsctAnalysisConfig
+from .products import xcsct_products
 from .xct import DARK, XctResult, XctScanReducer, reduce_scan, write_xct
 
 __all__ = ["XcsctAnalysis", "xcsct_analysis_factory"]
@@ -271,6 +274,20 @@ class XcsctAnalysis:
             self.files["png"] = self.config.out_dir / f"{self.stem}.xcs.png"
             write_summary(self.files["png"], config=self.config, results=self.results, xct=self.xct,
                           capacity_mah=self.capacity_mah)  # fmt: skip
+
+    def current_spectrum(self) -> tuple[np.ndarray | None, int]:
+        """The spectrum summed over the detector of the acquisition under way (its frames so
+        far), else of the last one; (None, 0) before the first."""
+        current = self._acquisition
+        if current is not None and current.n_frames and self._accumulator is not None:
+            return self._accumulator.spectra.sum(axis=(0, 1)), self._accumulator.n_frames
+        if self.results["spectrum_total"]:
+            return np.asarray(self.results["spectrum_total"][-1]), int(self.results["n_frames"][-1])
+        return None, 0
+
+    def products(self, requested: Callable[[str], set[str]]) -> list[Product]:
+        """What this analysis holds now, for the products channel (:mod:`.products`)."""
+        return xcsct_products(self, requested)
 
     def progress(self) -> str:
         """Where the run stands, for a progress bar (read from the consumer's thread)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,14 @@ import h5py
 import numpy as np
 
 from streaming.analysis.delivery import RunDelivery
+from streaming.analysis.readings import PotentiostatReadings
 from streaming.processing.integration import AzimuthalReducer
 from streaming.store.filenames import analysis_file_name, run_file_name
+from streaming.wire.products import Product
 from streaming.wire.protocol import Frame
 
 from .config import INTEGRATED_SUFFIX, SERIES_PLANS, ZIGZAG_PLANS, XrdctAnalysisConfig
+from .products import FinishedMaps, xrdct_products
 from .scan import LOCAL_REDUCTION, ScanReduction, XrdctScan, scan_axes, scan_shape
 from .series import ScanSeries
 from .writer import write_run, write_scan, write_series
@@ -74,6 +78,10 @@ class XrdctAnalysis:
         self.finished = False
         self.reduction: ScanReduction = LOCAL_REDUCTION
         self.back_project_live = True
+        self._latest_pattern: np.ndarray | None = None  # for the products channel
+        self._scan_pattern_sum = np.zeros(self.radial_deg.size, dtype=np.float64)
+        self.n_scan_patterns = 0
+        self.last_maps: FinishedMaps | None = None
 
     def reduce_on(self, reduction: ScanReduction) -> None:
         """Make each finished scan's reconstruction and maps with ``reduction`` (workers)
@@ -118,14 +126,18 @@ class XrdctAnalysis:
         else:
             pattern = frame.data
             self.n_patterns += 1
+        self._latest_pattern = pattern
         scan = self.in_flight.get(scan_index)
         if scan is None:
+            self._scan_pattern_sum[:], self.n_scan_patterns = 0.0, 0
             if self.is_series:
                 self.scan = None  # the last scan is on disk: hold one scan's volumes, not two
             scan = self.in_flight[scan_index] = XrdctScan(scan_index, self.config, self.angles_deg,
                                                           self.translations_mm,
                                                           back_project_live=self.back_project_live)  # fmt: skip
         scan.add(angle, translation, pattern, header.timestamp, monitor=None if monitor is None else float(monitor))
+        self._scan_pattern_sum += pattern
+        self.n_scan_patterns += 1
         if self.is_series and scan.sinogram.complete:
             self._finish_scan(self.in_flight.pop(scan_index))
 
@@ -153,6 +165,8 @@ class XrdctAnalysis:
             write_scan(group, scan, n_finished if self.is_series else None)
         self._written.add(scan.index)
         self.finished_scans.add(scan)
+        if not partial:  # its maps stay on offer (products) after its volumes are dropped
+            self.last_maps = FinishedMaps(scan.index, scan.center_px, scan.maps, scan.mean_lattices())
         if self.config.figure and not partial:
             from .figure import write_summary_figure  # matplotlib only when a figure is asked for
 
@@ -219,6 +233,29 @@ class XrdctAnalysis:
         if self.is_series:
             words.append(f"{len(self.finished_scans)} scans done")
         return "; ".join(words)
+
+    @property
+    def readings(self) -> PotentiostatReadings:
+        """The potentiostat's readings of the run so far."""
+        return self.finished_scans.readings
+
+    def pattern_arrays(self) -> dict[str, np.ndarray]:
+        """The latest pattern and the mean pattern of the scan under way (for the products channel)."""
+        if self._latest_pattern is None:
+            return {}
+        mean = self._scan_pattern_sum / max(1, self.n_scan_patterns)
+        return {"latest": np.asarray(self._latest_pattern, np.float32), "mean": mean.astype(np.float32)}
+
+    def default_channel(self) -> int:
+        """The radial channel shown unless asked for another: the figure's 2θ, or the
+        strongest channel of the mean pattern so far."""
+        if self.config.figure_channel_deg is not None:
+            return int(np.argmin(np.abs(self.radial_deg - self.config.figure_channel_deg)))
+        return int(np.argmax(self._scan_pattern_sum)) if self.n_scan_patterns else self.radial_deg.size // 2
+
+    def products(self, requested: Callable[[str], set[str]]) -> list[Product]:
+        """What this analysis holds now, for the products channel (:mod:`.products`)."""
+        return xrdct_products(self, requested)
 
     def report(self) -> list[str]:
         """The key numbers, a line each, for a terminal."""

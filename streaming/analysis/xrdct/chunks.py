@@ -154,6 +154,9 @@ class BlockReduction:
     submit : callable
         ``submit(fn, *args, **kwargs)`` → a future with ``result()``: a Dask client's
         ``submit`` (with ``pure=False``), or a ``concurrent.futures`` executor's.
+    put : callable or None
+        Hands a block of volume over before its task is submitted and returns what the task
+        takes instead (Dask: ``client.scatter``, so tasks stay small); None passes it as is.
     min_blocks : int
         Blocks per reconstruction (and per maps) at least: a few per worker balances them.
     block_bytes : int
@@ -161,10 +164,12 @@ class BlockReduction:
         rows' patterns); a task holds about three times this.
     """
 
-    def __init__(self, submit: Callable[..., Future], *, min_blocks: int = 4, block_bytes: int = 64 << 20) -> None:
+    def __init__(self, submit: Callable[..., Future], *, put: Callable[[np.ndarray], Any] | None = None,
+                 min_blocks: int = 4, block_bytes: int = 64 << 20) -> None:  # fmt: skip
         if min_blocks < 1 or block_bytes < 1:
             raise OperandoStreamError(f"min_blocks and block_bytes must be >= 1, got {min_blocks}, {block_bytes}")
         self.submit = submit
+        self.put = put or (lambda block: block)
         self.min_blocks = min_blocks
         self.block_bytes = block_bytes
 
@@ -178,8 +183,9 @@ class BlockReduction:
         """As :func:`~streaming.processing.fbp.reconstruct`, a task per block of radial channels."""
         n_pixels = sinogram.shape[1]
         futures = [
-            self.submit(reconstruct, np.ascontiguousarray(sinogram[..., block]), angles_deg, center_px=center_px,
-                        filter_name=filter_name, line_order=None if line_order is None else list(line_order))
+            self.submit(reconstruct, self.put(np.ascontiguousarray(sinogram[..., block])), angles_deg,
+                        center_px=center_px, filter_name=filter_name,
+                        line_order=None if line_order is None else list(line_order))
             for block in self._blocks(sinogram.shape[2], 4 * n_pixels * n_pixels)
         ]  # fmt: skip
         return np.concatenate([future.result() for future in futures], axis=2)
@@ -189,7 +195,7 @@ class BlockReduction:
         """As :func:`~streaming.processing.maps.compute_maps`, a task per block of image rows."""
         row_bytes = 4 * reconstruction.shape[1] * reconstruction.shape[2]
         futures = [
-            self.submit(compute_voxel_maps, np.ascontiguousarray(reconstruction[rows]), radial_deg, config,
+            self.submit(compute_voxel_maps, self.put(np.ascontiguousarray(reconstruction[rows])), radial_deg, config,
                         wavelength_angstrom=wavelength_angstrom)
             for rows in self._blocks(reconstruction.shape[0], row_bytes)
         ]  # fmt: skip

@@ -221,3 +221,35 @@ def test_the_config_names_the_bad_key(tmp_path, overrides, key):
     bl = sim_xcsct_beamline(n_z=16)
     with pytest.raises(ConfigError, match=f"xcs_analysis.{key}"):
         analysis_config(tmp_path, tmp_path, bl, **overrides)
+
+
+def test_products_hold_the_last_acquisition_and_xct_scan(runs):
+    """What the dashboard shows of a finished run: the last EMF map and its σ on the cathode
+    region, the EMF of every acquisition against the potentiostat, the XCT slice with its
+    segmentation, each as the analysis holds it, through the wire."""
+    from streaming.analysis.xcsct.products import xcsct_products
+    from streaming.wire.products import decode_product, encode_product
+
+    analysis = runs[0.9]["analysis"]
+    products = {p.name: decode_product(encode_product(p)) for p in xcsct_products(analysis, lambda _: set())}
+    assert set(products) == {"xcs.spectrum", "xcs.emf", "xcs.series", "xct.slice"}
+    results = analysis.results
+    emf = products["xcs.emf"]
+    np.testing.assert_array_equal(emf.arrays["emf"], np.asarray(results["emf_map"][-1], np.float32))
+    np.testing.assert_array_equal(emf.arrays["region"] > 0, results["region_mask"][-1])
+    assert emf.values["emf_cathode"] == results["emf_cathode"][-1]
+    series = products["xcs.series"]
+    np.testing.assert_array_equal(series.arrays["emf_cathode"], results["emf_cathode"])
+    np.testing.assert_array_equal(series.arrays["capacity"], analysis.capacity_mah)
+    spectrum = products["xcs.spectrum"]
+    np.testing.assert_array_equal(spectrum.arrays["counts"], results["spectrum_total"][-1])
+    assert spectrum.values["n_frames"] == results["n_frames"][-1]
+    xct = analysis.xct[-1]
+    slice_ = products["xct.slice"]
+    row = slice_.values["row"]
+    np.testing.assert_array_equal(slice_.arrays["mu_per_m"], xct.volume_per_m[row])
+    labels, components = slice_.arrays["labels"], slice_.values["components"]
+    for index, name in enumerate(components, start=1):  # each labelled voxel is in its component
+        assert np.all(xct.masks[name][row][labels == index]), name
+    np.testing.assert_array_equal(labels > 0, np.any([xct.masks[name][row] for name in components], axis=0))
+    assert "cathode" in components and (labels == components.index("cathode") + 1).any()

@@ -5,6 +5,7 @@ replayed through the analysis again, and through 1 or 3 PULL integration workers
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -537,3 +538,119 @@ def test_a_builder_fetches_the_frames_no_pattern_came_from(live, tmp_path):
     assert ours.delivery.backfilled == {"pilatus": len(lost)} and not ours.delivery.unrecovered
     assert ours.n_frames == len(lost) and ours.n_patterns == 48 * 64 - len(lost)  # integrated here / by the worker
     assert_same_results(ours, analysis)
+
+
+# -- live products (the dashboard's channel) --------------------------------------------------
+
+
+def test_products_hold_the_analysis_state_at_any_moment(series, tmp_path):
+    """Mid-way through the second scan: the scan's sinogram and growing image at the default
+    2θ and at one asked for (nonsense requests ignored), the first scan's maps, the series so
+    far, the potentiostat; each survives the wire."""
+    from streaming.analysis.products import potentiostat_product
+    from streaming.analysis.xrdct.products import xrdct_products
+    from streaming.wire.products import decode_product, encode_product
+
+    _, path, simulation, _ = series
+    analysis = XrdctAnalysis(*_start_and_config(path, analysis_config(simulation, tmp_path, figure=False)))
+    with RunFileReader(path) as reader:
+        messages = list(reader.messages())
+    n_frames = 0
+    for message in messages:  # everything until three quarters of the second scan
+        if message.document is not None and message.document[0] not in ("start", "stop"):
+            analysis.document(*message.document)
+        elif message.frame is not None:
+            analysis.frame(Frame(*message.frame))
+            n_frames += 1
+            if n_frames == 48 * 64 + 36 * 64:
+                break
+    asked = {"xrdct.channel": {"7", "junk", "99999"}}
+    made = xrdct_products(analysis, lambda key: asked.get(key, set()))
+    products = {product.name: decode_product(encode_product(product)) for product in made}
+    default = analysis.default_channel()
+    assert set(products) == {"xrdct.patterns", f"xrdct.scan@{default}", "xrdct.scan@7", "xrdct.maps", "xrdct.series"}
+    scan = analysis.in_flight[1]
+    for channel in (7, default):
+        shown = products[f"xrdct.scan@{channel}"]
+        assert shown.values["lines_done"] == 36 and shown.values["scan"] == 1 and not shown.values["finished"]
+        np.testing.assert_array_equal(shown.arrays["sinogram"], scan.sinogram.sinogram()[:, :, channel])
+        np.testing.assert_array_equal(shown.arrays["reconstruction"], scan.fbp.image()[:, :, channel])
+    # the mean pattern is the mean of the scan's placed patterns; the default channel its strongest
+    filled = scan.sinogram.filled
+    mean = scan.sinogram.sinogram()[filled].mean(axis=0, dtype=np.float64)
+    np.testing.assert_allclose(products["xrdct.patterns"].arrays["mean"], mean, rtol=1e-5)
+    assert default == int(np.argmax(mean))
+    maps = products["xrdct.maps"]
+    assert maps.values["scan"] == 0
+    np.testing.assert_array_equal(maps.arrays["lattice:NMC532_c"], analysis.last_maps.maps.lattices["NMC532_c"])
+    np.testing.assert_array_equal(products["xrdct.series"].arrays["capacity"], analysis.series()["capacity"])
+    curve = potentiostat_product(analysis.readings, analysis.start["uid"])
+    assert curve.arrays["voltage"].size == len(analysis.readings) > 10
+    np.testing.assert_array_equal(curve.arrays["voltage"], analysis.readings.series()["voltage"])
+
+
+def _start_and_config(path: Path, config: XrdctAnalysisConfig) -> tuple[dict, XrdctAnalysisConfig]:
+    with RunFileReader(path) as reader:
+        start = next(doc for name, doc, *_ in reader.documents() if name == "start")
+    return start, config
+
+
+def test_a_consumer_publishes_products_live_and_a_dashboard_page_shows_them(series, tmp_path):
+    """A replay through a consumer that publishes its products on a real socket, read by the
+    dashboard's store and drawn by two dashboard pages (Bokeh documents, no browser): updates
+    at most every 0.5 s, every frame counted in the diagnostics, a 2θ chosen on one page asked
+    of the analysis and shown there, and the same final state on both pages."""
+    from bokeh.document import Document
+
+    from streaming.app.dashboard_page import DashboardSession
+    from streaming.app.dashboard_store import ProductStore
+    from streaming.wire.products import ProductPublisher
+
+    _, path, simulation, _ = series
+    config = analysis_config(simulation, tmp_path, figure=False)
+    with (
+        ProductPublisher(LOOPBACK) as products,
+        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
+        FramePublisher(LOOPBACK, block_when_full=True) as frames,
+    ):
+        store = ProductStore(products.address).start()
+        pages = [DashboardSession(store, Document()) for _ in range(2)]
+        consumer = ConsumerThread(Consumer(xrdct_analysis_factory(config), document_address=documents.address,
+                                           frame_address=frames.address, linger_s=2.0, products=products))  # fmt: skip
+        try:
+            documents.wait_for_subscribers(1, 10)
+            frames.wait_for_subscribers(1, 10)
+            wait_until(lambda: products.n_receivers == 1)
+            started = time.monotonic()
+            with RunFileReader(path) as reader:
+                replay(reader, documents, frames, ReplayConfig(speed=None))
+            chosen = None
+            while not consumer.consumer.finished:
+                for page in pages:
+                    page.update()
+                if chosen is None and pages[0]._two_theta.size:
+                    pages[0].select_two_theta(float(pages[0]._two_theta[40]))
+                    chosen = pages[0].channel
+                time.sleep(0.1)
+            elapsed_s = time.monotonic() - started
+            time.sleep(1.0)  # the last products reach the store
+            for page in pages:
+                page.update()
+        finally:
+            done = consumer.stop()
+            store.stop()
+    analysis = done.finished[0]
+    assert chosen == 40 and done.errors == 0
+    assert f"(channel {chosen})" in pages[0].sinogram_plot.title.text
+    _, final = store.get(f"xrdct.scan@{chosen}")
+    assert final.values["finished"]
+    np.testing.assert_array_equal(final.arrays["reconstruction"], analysis.scan.reconstruction[:, :, chosen])
+    _, diagnostics = store.get("diagnostics")
+    assert diagnostics.values["streams"]["pilatus"]["received"] == 2 * 48 * 64
+    assert diagnostics.values["streams"]["pilatus"]["missing"] == 0
+    assert store.get("xrdct.patterns")[0] <= elapsed_s / 0.5 + 4  # throttled, whatever the frame rate
+    for name in ("potentiostat_source", "series_source", "lattice_source", "pattern_source"):
+        first, second = (page.document.get_model_by_name(name).data for page in pages)
+        assert first.keys() == second.keys(), name
+        assert all(np.array_equal(first[key], second[key], equal_nan=True) for key in first), name
+    assert len(pages[0].potentiostat_source.data["voltage"]) == len(analysis.readings)
