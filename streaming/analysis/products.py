@@ -42,10 +42,11 @@ def potentiostat_product(readings: PotentiostatReadings, run_uid: str) -> Produc
                    arrays, run_uid=run_uid)  # fmt: skip
 
 
-def diagnostics_product(consumer: Any, lag_s: float, rates: dict[str, float]) -> Product:
+def diagnostics_product(consumer: Any, lag_s: float, rates: dict[str, float], newest_frame_s: float) -> Product:
     """Per stream of the runs in progress: frames received, missing, late (sequence counts),
-    invalid (rejected messages) and frames/s; the analysis' lag behind the newest frame (s)
-    and the frames waiting in its buffer."""
+    invalid (rejected messages) and frames/s; the analysis' lag behind the newest frame (s),
+    the frames waiting in its buffer, and when the newest frame the analyses hold (this
+    product's and the others of its round) was received (s since the epoch)."""
     streams: dict[str, dict[str, float]] = {}
     sequences = consumer.frames.sequences
     for (_, stream), counts in list(sequences.counts.items()) if sequences is not None else []:
@@ -58,9 +59,10 @@ def diagnostics_product(consumer: Any, lag_s: float, rates: dict[str, float]) ->
         entry["frames_per_s"] = rates.get(stream, 0.0)
     stats = consumer.receiver.stats
     invalid = consumer.frames.rejections.total + consumer.documents.rejections.total
+    newest = newest_frame_s if np.isfinite(newest_frame_s) else None
     return Product("diagnostics", {"streams": streams, "lag_s": lag_s, "backlog_frames": stats.backlog,
                                    "buffer_mb": stats.bytes_held / 1e6, "invalid_total": invalid,
-                                   "errors": consumer.errors})  # fmt: skip
+                                   "errors": consumer.errors, "newest_frame_received_s": newest})  # fmt: skip
 
 
 class LiveProducts:
@@ -109,7 +111,7 @@ class LiveProducts:
         # the age of the frame handed on last, while frames wait behind it (0 when caught up)
         lag_s = time.time() - self.latest_frame_time_s if running and consumer.receiver.stats.backlog else 0.0
         self.publisher.publish(diagnostics_product(consumer, lag_s if np.isfinite(lag_s) else 0.0,
-                                                   self._rates(consumer)))  # fmt: skip
+                                                   self._rates(consumer), self.latest_frame_time_s))  # fmt: skip
         self.n_publications += 1
         self.seconds_spent += self._clock() - started
 

@@ -178,6 +178,7 @@ def _build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--port", type=int, default=8080, help="HTTP port (default %(default)s; 0: a free one)")
     dashboard.add_argument("--bind", default="127.0.0.1", help="address to listen on (default %(default)s: this "
                            "machine only; from elsewhere, tunnel: ssh -L 8080:127.0.0.1:8080 HOST)")  # fmt: skip
+    dashboard.add_argument("--with-parent", action="store_true", help=argparse.SUPPRESS)  # the demo's: ends with it
     return parser
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import selectors
 import signal
 import socket
@@ -47,12 +48,14 @@ def dashboard_url(bind: str, port: int) -> str:
 
 
 def serve_dashboard(products: str = DEFAULT_PRODUCTS_ADDRESS, *, port: int = 8080, bind: str = "127.0.0.1",
-                    on_ready: Callable[[str], None] | None = None) -> None:  # fmt: skip
+                    on_ready: Callable[[str], None] | None = None, stop_with_parent: bool = False) -> None:  # fmt: skip
     """Serve the dashboard of the products published at ``products`` on ``bind:port`` (port 0:
-    a free one) until SIGINT or SIGTERM; ``on_ready(url)`` once it listens."""
+    a free one) until SIGINT or SIGTERM (or, ``stop_with_parent``, until the process that
+    started this one ends); ``on_ready(url)`` once it listens."""
     from bokeh.application import Application
     from bokeh.application.handlers.function import FunctionHandler
     from bokeh.server.server import Server
+    from tornado.ioloop import PeriodicCallback
 
     from .dashboard_page import DashboardSession
 
@@ -74,6 +77,9 @@ def serve_dashboard(products: str = DEFAULT_PRODUCTS_ADDRESS, *, port: int = 808
         raise ConfigError(f"dashboard: cannot listen on {bind}:{port} ({exc})") from exc
     loop = server.io_loop
     signal.signal(signal.SIGTERM, lambda *_: loop.add_callback_from_signal(loop.stop))
+    if stop_with_parent:  # a demo killed outright cannot stop its dashboard: it goes by itself
+        parent = os.getppid()
+        PeriodicCallback(lambda: os.getppid() != parent and loop.stop(), 1000).start()
     server.start()
     url = dashboard_url(bind, port)
     if on_ready is not None:
@@ -93,7 +99,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"dashboard at {url} (products from {args.products}); Ctrl-C to stop", flush=True)
 
-    serve_dashboard(args.products, port=args.port, bind=args.bind, on_ready=ready)
+    serve_dashboard(args.products, port=args.port, bind=args.bind, on_ready=ready, stop_with_parent=args.with_parent)
     return 0
 
 
@@ -109,7 +115,7 @@ class DashboardProcess:
     def __init__(self, products: str, log_path: Path, *, port: int = 8080, bind: str = "127.0.0.1",
                  timeout_s: float = 60.0) -> None:  # fmt: skip
         command = [sys.executable, "-m", "streaming.app.cli", "dashboard", "--products", products, "--port", str(port),
-                   "--bind", bind]  # fmt: skip
+                   "--bind", bind, "--with-parent"]  # fmt: skip
         self.log_path = log_path
         with open(log_path, "w") as log:  # its warnings and errors, read by nobody while all goes well
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)

@@ -42,7 +42,7 @@ from streaming.analysis.readings import PotentiostatReadings
 from streaming.processing import compton
 from streaming.processing.hexitec import SpectrumAccumulator
 from streaming.processing.xcs_reference import correct_spectra
-from streaming.store.chunks import compression_filter
+from streaming.store.chunks import RESULTS_COMPRESSION
 from streaming.store.filenames import analysis_file_name, run_file_name
 from streaming.wire.products import Product
 from streaming.wire.protocol import Frame
@@ -359,7 +359,7 @@ class XcsctAnalysis:
         if self.latest_cube is not None:
             # mostly empty bins: bitshuffle + LZ4 packs the 25.6 MB cube to a fraction of it
             spectra = group.create_dataset("spectra", data=self.latest_cube, chunks=(8, 80, self.latest_cube.shape[-1]),
-                                           **compression_filter("bitshuffle-lz4"))  # fmt: skip
+                                           **RESULTS_COMPRESSION)  # fmt: skip
             spectra.attrs.update(acquisition=len(self.counters) - 1, units="counts")
         potentiostat = group.create_group("potentiostat")
         potentiostat.attrs["NX_class"] = "NXcollection"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,9 @@ class XrdctAnalysis:
     their ``scan`` index).
 
     A series is reduced scan by scan: when a scan's last pattern is placed its reconstruction
-    and maps are made and appended to the sidecar file, and the scan is dropped, so memory
-    holds the scans in flight only, however long the run. In the file, a series' datasets
+    and maps are made and appended to the sidecar file (by a thread of its own, while the
+    next scan's frames come in; :meth:`finish` waits for it), and the scan is dropped, so
+    memory holds the scans in flight and the one being written only, however long the run. In the file, a series' datasets
     have the scan as their first axis, with the scan's mean time, voltage and capacity.
 
     Parameters
@@ -82,6 +84,8 @@ class XrdctAnalysis:
         self._scan_pattern_sum = np.zeros(self.radial_deg.size, dtype=np.float64)
         self.n_scan_patterns = 0
         self.last_maps: FinishedMaps | None = None
+        self._writer: ThreadPoolExecutor | None = None  # the scans' writes, off the analysis' path
+        self._writing: Future | None = None
 
     def reduce_on(self, reduction: ScanReduction) -> None:
         """Make each finished scan's reconstruction and maps with ``reduction`` (workers)
@@ -154,15 +158,10 @@ class XrdctAnalysis:
                            self.n_angles * self.n_translations)  # fmt: skip
         if not partial:
             scan.finish(self.radial_deg, self.wavelength_angstrom, self.reduction)
-        self.config.out_dir.mkdir(parents=True, exist_ok=True)
-        n_finished = len(self.finished_scans)
-        with h5py.File(self.path, "a" if n_finished else "w") as file:
-            group = file.require_group("entry/xrdct")
-            if not n_finished:
-                write_run(group, self.config, self.start, is_series=self.is_series,
-                          wavelength_angstrom=self.wavelength_angstrom, radial_deg=self.radial_deg,
-                          angles_deg=self.angles_deg, translations_mm=self.translations_mm)  # fmt: skip
-            write_scan(group, scan, n_finished if self.is_series else None)
+        self._wait_for_writes()  # the scans go to the file one after the other, in order
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="xrdct-writer")
+        self._writing = self._writer.submit(self._write_scan, scan, len(self.finished_scans))
         self._written.add(scan.index)
         self.finished_scans.add(scan)
         if not partial:  # its maps stay on offer (products) after its volumes are dropped
@@ -179,8 +178,26 @@ class XrdctAnalysis:
                 channel_deg=self.config.figure_channel_deg, title=f"scan {scan.index}" if self.is_series else None,
             )  # fmt: skip
         self.scan = scan
+
+    def _write_scan(self, scan: XrdctScan, n_finished: int) -> None:
+        """Scan ``n_finished`` of the run into the file (in the writer's thread: gzip of the
+        volumes takes seconds, during which h5py lets the analysis go on)."""
+        self.config.out_dir.mkdir(parents=True, exist_ok=True)
+        with h5py.File(self.path, "a" if n_finished else "w") as file:
+            group = file.require_group("entry/xrdct")
+            if not n_finished:
+                write_run(group, self.config, self.start, is_series=self.is_series,
+                          wavelength_angstrom=self.wavelength_angstrom, radial_deg=self.radial_deg,
+                          angles_deg=self.angles_deg, translations_mm=self.translations_mm)  # fmt: skip
+            write_scan(group, scan, n_finished if self.is_series else None)
         logger.info("run %s scan %d: XRD-CT written to %s (centre %.2f px)", self.start["uid"][:8], scan.index,
                     self.path, scan.center_px)  # fmt: skip
+
+    def _wait_for_writes(self) -> None:
+        """Until the scan being written is in the file (its error, if any, raised here)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
 
     def finish(self, stop: dict[str, Any] | None) -> None:
         """Finish the scans still open (all of a single scan's work), then the run's attributes
@@ -188,9 +205,15 @@ class XrdctAnalysis:
         success (aborted, failed, or never stopped) leaves its unfinished scan partial: no
         interpolation passed off as data."""
         ended_early = stop is None or stop.get("exit_status") != "success"
-        for index in sorted(self.in_flight):
-            scan = self.in_flight.pop(index)
-            self._finish_scan(scan, partial=ended_early and not scan.sinogram.complete)
+        try:
+            for index in sorted(self.in_flight):
+                scan = self.in_flight.pop(index)
+                self._finish_scan(scan, partial=ended_early and not scan.sinogram.complete)
+            self._wait_for_writes()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown()
+                self._writer = None
         if not self.finished_scans:
             logger.warning("run %s: no XRD-CT pattern arrived; nothing written", self.start["uid"][:8])
             self.finished = True

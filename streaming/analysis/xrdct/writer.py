@@ -7,8 +7,9 @@
   ``fraction_complete``: in a series, the reconstruction and map datasets then stop a row short.
 - :func:`write_series`: a series' columns (one value per scan) and the potentiostat's readings.
 
-Datasets of three or more dimensions (sinograms, reconstructions) are compressed with
-bitshuffle-LZ4.
+Datasets of three or more dimensions (sinograms, reconstructions) are compressed with gzip
+and the shuffle (:data:`~streaming.store.chunks.RESULTS_COMPRESSION`): any HDF5 reader opens
+them, no plugin needed.
 """
 
 from __future__ import annotations
@@ -18,16 +19,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from streaming.store.chunks import compression_filter
+from streaming.store.chunks import RESULTS_COMPRESSION, results_chunks
 
 from .config import XrdctAnalysisConfig
 from .scan import XrdctScan
 
 __all__ = ["write_run", "write_scan", "write_series"]
 
-# sinograms and reconstructions (float32): gzip took 3.7 s for a tiny scan's 11 MB, in the
-# consumer's loop; bitshuffle-LZ4 (as the raw frames) packs them as well in a fraction of it
-_VOLUME_COMPRESSION = compression_filter("bitshuffle-lz4")
 
 _SERIES_UNITS = {"time": "s", "voltage": "V", "capacity": "mAh", "center_of_rotation_px": "px"}
 
@@ -80,8 +78,8 @@ def write_scan(group: h5py.Group, scan: XrdctScan, position: int | None) -> None
         if name not in group:
             dataset = group.create_dataset(
                 name, shape=(0, *data.shape), maxshape=(None, *data.shape), dtype=data.dtype,
-                chunks=(1, *data.shape) if data.nbytes <= 4 << 20 else True,
-                **(_VOLUME_COMPRESSION if data.ndim >= 3 else {}),
+                chunks=(1, *results_chunks(data.shape, data.dtype.itemsize)),
+                **(RESULTS_COMPRESSION if data.ndim >= 3 else {}),
             )  # fmt: skip
             dataset.attrs.update(attrs)
         dataset = group[name]
@@ -110,6 +108,11 @@ def _or_nan(value: float | None) -> float:
 
 
 def _dataset(group: h5py.Group, name: str, data: np.ndarray, **attrs: Any) -> h5py.Dataset:
-    dataset = group.create_dataset(name, data=data, **(_VOLUME_COMPRESSION if np.ndim(data) >= 3 else {}))
+    data = np.asarray(data)
+    if data.ndim >= 3:
+        dataset = group.create_dataset(name, data=data, chunks=results_chunks(data.shape, data.dtype.itemsize),
+                                       **RESULTS_COMPRESSION)  # fmt: skip
+    else:
+        dataset = group.create_dataset(name, data=data)
     dataset.attrs.update(attrs)
     return dataset

@@ -253,3 +253,14 @@ def test_products_hold_the_last_acquisition_and_xct_scan(runs):
         assert np.all(xct.masks[name][row][labels == index]), name
     np.testing.assert_array_equal(labels > 0, np.any([xct.masks[name][row] for name in components], axis=0))
     assert "cathode" in components and (labels == components.index("cathode") + 1).any()
+
+
+def test_the_results_open_in_any_hdf5_reader(runs):
+    """The XCS and XCT results files: plain h5py in a fresh process reads every dataset."""
+    from tests.plain_hdf5 import read_without_plugins
+
+    analysis = runs[0.0]["analysis"]
+    xcs, xct = read_without_plugins(analysis.files["xcs"]), read_without_plugins(analysis.files["xct"])
+    spectra = next(value for name, value in xcs.items() if name.endswith("/spectra"))
+    assert spectra[1] == "gzip" and spectra[2] == float(analysis.latest_cube.sum())
+    assert any(name.endswith("/reconstruction") for name in xct)
