@@ -1,14 +1,17 @@
 """The live products channel and the dashboard: latency, cost, and the time to the first picture.
 
 1. **Latency**: a recorded XRD-CT scan of the ``small`` preset replayed at its recorded pace
-   (a live scan) into the XRD-CT analysis, which publishes its products; a subscriber in this
-   process (one clock) takes, for every diagnostics product (published last in each round),
-   the time from the reception of the newest frame the products reflect to the product's
-   reception: median and p99, with an ``operando dashboard`` connected.
-2. **Cost**: the same scan replayed as fast as the analysis takes it, three times in turn:
+   (a live scan) into ``operando consume xrdct`` (its own process, as live), which publishes
+   its products; an ``operando dashboard`` and a Chromium page of it are connected. For every
+   frame, the time from its sending here (its arrival there, on loopback) to the reception here
+   of the first products that reflect it (the diagnostics product, published last in each
+   round, counts the frames analysed): median and p99 over the frames. Also each round's
+   freshness: from the reception of the newest frame it reflects to its reception here.
+2. **Cost**: the same scan replayed as fast as the analysis takes it, four times in turn:
    products off, products on with no receiver, and products on with an ``operando dashboard``
-   connected and a page open in headless Chromium (when Debian's chromium is installed);
-   frames/s of the analysis each, and the ratios.
+   connected (the server alone, then with a page open in headless Chromium, when Debian's
+   chromium is installed: the browser draws on the same two cores); frames/s of the analysis
+   each, and the ratios.
 3. **Time to the first picture**: ``operando demo`` started as a user starts it (the default
    ``small`` preset); seconds until the dashboard's channel carries the first reconstruction.
 
@@ -23,6 +26,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -73,15 +77,15 @@ def dashboard(products: str, folder: Path, with_browser: bool) -> Iterator[str]:
         process.stop()
 
 
-def analyse(run: Path, folder: Path, *, products: bool, viewer: str | None, speed: float | None) -> dict:
-    """Replay ``run`` into an XRD-CT consumer of this process; frames/s of its analysis and the
-    products' latencies (s) measured by a subscriber of this process."""
+def analyse(run: Path, folder: Path, *, products: bool, viewer: str | None) -> dict:
+    """Replay ``run`` as fast as it is taken into an XRD-CT consumer of this process (products
+    on or off, a dashboard connected or not); frames/s of its analysis."""
     from streaming.analysis.consumer import Consumer, ConsumerThread
     from streaming.app.analyses import default_analyses
     from streaming.app.config import load_config
     from streaming.store.replay import ReplayConfig, replay
     from streaming.store.runreader import RunFileReader
-    from streaming.wire.products import ProductPublisher, ProductSubscriber
+    from streaming.wire.products import ProductPublisher
     from streaming.wire.transport import DocumentPublisher, FramePublisher
 
     with RunFileReader(run) as reader:
@@ -89,9 +93,6 @@ def analyse(run: Path, folder: Path, *, products: bool, viewer: str | None, spee
         n_frames = sum(stream.n_frames for stream in reader.summary().streams)
     preset = start.get("simulation", {}).get("xrdct_preset", "small")
     config = load_config(None, [f"out_dir={str(folder)!r}", f"xrdct.preset={preset!r}"])
-    factory = default_analyses(config)["xrdct"]
-    latencies: list[float] = []
-    stop = threading.Event()
     with contextlib.ExitStack() as stack:
         publisher = stack.enter_context(ProductPublisher("tcp://127.0.0.1:0")) if products else None
         documents = stack.enter_context(DocumentPublisher("tcp://127.0.0.1:0", block_when_full=True))
@@ -99,41 +100,99 @@ def analyse(run: Path, folder: Path, *, products: bool, viewer: str | None, spee
         watching = None
         if publisher is not None and viewer is not None:
             watching = stack.enter_context(dashboard(publisher.address, folder, viewer == "browser"))
-            subscriber = ProductSubscriber(publisher.address)
-
-            def measure() -> None:
-                while not stop.is_set():
-                    product = subscriber.recv(0.1)
-                    received = time.time()
-                    newest = product.values.get("newest_frame_received_s") if product is not None else None
-                    if product is not None and product.name == "diagnostics" and newest is not None:
-                        latencies.append(received - newest)
-                subscriber.close()
-
-            reader_thread = threading.Thread(target=measure, daemon=True)
-            reader_thread.start()
-        consumer = ConsumerThread(Consumer(factory, document_address=documents.address, frame_address=frames.address,
-                                           paced_by_sender=speed is None, products=publisher))  # fmt: skip
+        analysis = default_analyses(config)["xrdct"]
+        consumer = ConsumerThread(Consumer(analysis, document_address=documents.address, frame_address=frames.address,
+                                           paced_by_sender=True, products=publisher))  # fmt: skip
         try:
             documents.wait_for_subscribers(1, timeout_s=30)
             frames.wait_for_subscribers(1, timeout_s=30)
             started = time.perf_counter()
             with RunFileReader(run) as reader:
-                replay(reader, documents, frames, ReplayConfig(speed=speed))
+                replay(reader, documents, frames, ReplayConfig(speed=None))
             while not consumer.consumer.finished:
                 time.sleep(0.01)
             seconds = time.perf_counter() - started
         finally:
             consumer.stop()
-            stop.set()
-            if watching is not None:
-                reader_thread.join(5)
-    result = {"frames": n_frames, "seconds": seconds, "frames_per_s": n_frames / seconds}
-    if latencies:
-        values = np.array(latencies)
-        result.update(latency_median_s=float(np.median(values)), latency_p99_s=float(np.percentile(values, 99)),
-                      latency_max_s=float(values.max()), n_products=int(values.size), viewer=watching)  # fmt: skip
-    return result
+    return {"frames": n_frames, "seconds": seconds, "frames_per_s": n_frames / seconds, "viewer": watching}
+
+
+def live_latency(run: Path, folder: Path) -> dict:
+    """Latencies (s) of the products of ``operando consume xrdct`` fed ``run`` at its recorded pace."""
+    from streaming.store.replay import ReplayConfig, replay
+    from streaming.store.runreader import RunFileReader
+    from streaming.wire.products import ProductSubscriber
+    from streaming.wire.transport import DocumentPublisher, FramePublisher
+
+    with RunFileReader(run) as reader:
+        start = next(doc for name, doc, *_ in reader.documents() if name == "start")
+    preset = start.get("simulation", {}).get("xrdct_preset", "small")
+    products = f"tcp://127.0.0.1:{_free_port()}"
+    rounds: list[tuple[float, int, float]] = []  # (received here, frames analysed, newest frame's reception)
+    sent_s: list[float] = []
+    stop = threading.Event()
+    with (
+        DocumentPublisher("tcp://127.0.0.1:0") as documents,
+        FramePublisher("tcp://127.0.0.1:0") as frames,
+    ):
+        send = frames.send
+
+        def send_and_note(header, data) -> None:
+            send(header, data)
+            sent_s.extend([time.time()] * header.n_frames)
+
+        frames.send = send_and_note
+        consume = subprocess.Popen([*OPERANDO, "consume", "xrdct", "--docs", documents.address, "--frames",
+                                    frames.address, "--out", str(folder / "live"), "--set", f"xrdct.preset={preset!r}",
+                                    "--set", f"live.products={products!r}"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+        try:
+            consume.stdout.readline()  # it listens
+            with dashboard(products, folder, with_browser=True) as viewer:
+                subscriber = ProductSubscriber(products)
+
+                def measure() -> None:
+                    while not stop.is_set():
+                        product = subscriber.recv(0.1)
+                        received = time.time()
+                        newest = product.values.get("newest_frame_received_s") if product is not None else None
+                        if product is not None and product.name == "diagnostics" and newest is not None:
+                            rounds.append((received, int(product.values["frames_analysed"]), newest))
+                    subscriber.close()
+
+                measuring = threading.Thread(target=measure, daemon=True)
+                measuring.start()
+                documents.wait_for_subscribers(1, timeout_s=60)
+                frames.wait_for_subscribers(1, timeout_s=60)
+                with RunFileReader(run) as reader:
+                    replay(reader, documents, frames, ReplayConfig(speed=1.0))
+                stop.set()
+                measuring.join(5)
+        finally:
+            consume.send_signal(signal.SIGINT)
+            consume.communicate(timeout=300)
+    per_frame, done = [], 0
+    for received, analysed, _ in rounds:  # the frames first counted in this round: their latency
+        per_frame.extend(received - t for t in sent_s[done:analysed])
+        done = max(done, analysed)
+    values, freshness = np.array(per_frame), np.array([received - newest for received, _, newest in rounds])
+    return {
+        "frame_to_product_median_s": float(np.median(values)),
+        "frame_to_product_p99_s": float(np.percentile(values, 99)),
+        "frame_to_product_max_s": float(values.max()),
+        "frames_measured": int(values.size),
+        "frames_sent": len(sent_s),
+        "round_freshness_median_s": float(np.median(freshness)),
+        "round_freshness_p99_s": float(np.percentile(freshness, 99)),
+        "rounds": len(rounds),
+        "viewer": viewer,
+    }
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def first_picture_s(folder: Path, timeout_s: float = 600.0) -> float:
@@ -141,9 +200,7 @@ def first_picture_s(folder: Path, timeout_s: float = 600.0) -> float:
     products channel; the demo is stopped then."""
     from streaming.wire.products import ProductSubscriber
 
-    with contextlib.closing(__import__("socket").socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    address = f"tcp://127.0.0.1:{_free_port()}"
     subscriber = ProductSubscriber(address)
     started = time.monotonic()
     command = [*OPERANDO, "demo", "--set", f"live.products={address!r}", "--dashboard-port", "0", "--out",
@@ -175,14 +232,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         run = args.run or make_run(folder / "run", args.preset)
-        live = analyse(run, folder, products=True, viewer="browser", speed=1.0)
+        live = live_latency(run, folder)
         print("latency", json.dumps(live), flush=True)
         variants = {"products_off": (False, None), "products_no_receiver": (True, None),
-                    "products_dashboard": (True, "browser")}  # fmt: skip
+                    "products_dashboard_server": (True, "server"), "products_dashboard": (True, "browser")}  # fmt: skip
         runs: dict[str, list[dict]] = {name: [] for name in variants}
         for _ in range(args.repeats):
             for name, (products, viewer) in variants.items():
-                runs[name].append(analyse(run, folder, products=products, viewer=viewer, speed=None))
+                runs[name].append(analyse(run, folder, products=products, viewer=viewer))
                 print(name, f"{runs[name][-1]['frames_per_s']:.0f} frames/s", flush=True)
         first = first_picture_s(folder / "demo")
         print(f"first picture after {first:.0f} s", flush=True)
@@ -191,13 +248,14 @@ def main() -> None:
         "benchmark": "products",
         "machine": machine_description(),
         "run": str(run),
-        "live_replay_at_recorded_pace": live,
-        "latency_median_s": live.get("latency_median_s"),
-        "latency_p99_s": live.get("latency_p99_s"),
+        "live_consume_at_recorded_pace": live,
+        "latency_median_s": live["frame_to_product_median_s"],
+        "latency_p99_s": live["frame_to_product_p99_s"],
         "analysis_frames_per_s": fps,
         "runs": runs,
         "ratio_dashboard_over_products_off": fps["products_dashboard"] / fps["products_off"],
         "ratio_products_no_receiver_over_products_off": fps["products_no_receiver"] / fps["products_off"],
+        "ratio_dashboard_server_only_over_products_off": fps["products_dashboard_server"] / fps["products_off"],
         "first_picture_s_of_operando_demo": first,
     }
     print(json.dumps({k: v for k, v in results.items() if k not in ("machine", "runs")}, indent=1))

@@ -15,10 +15,9 @@ show as gaps in their sequence numbers; they are fetched from the recorder's run
 (:mod:`.delivery`) and handed to the analysis in their place, so it sees every recorded frame
 in order. What came live, from the file, or not at all is the run's :class:`RunDelivery`.
 
-Frames that arrive before their run's start document wait (bounded by ``max_pending``).
-Once a run is over, the consumer confirms to the publishers what it received of it (documents,
-frames per stream; :mod:`streaming.wire.receipts`), or at its start that it takes no part
-in it, so that a replay can tell that everything it sent arrived.
+Frames that arrive before their run's start document wait (bounded by ``max_pending``). Once a
+run is over, the consumer confirms to the publishers what it received of it (documents, frames
+per stream; :mod:`streaming.wire.receipts`), or at its start that it takes no part in it.
 Replays (:mod:`streaming.store.replay`) go through the same sockets, so a replayed run gives the
 same results as the live one. An analysis that raises is logged and counted; the consumer
 goes on with the next message.
@@ -231,8 +230,8 @@ class Consumer:
         return handled
 
     def _publish_products(self, finished: Analysis | None = None) -> None:
-        """The analyses' products, every ``period_s`` (and a run's last state when it ends);
-        with no run in progress, the last finished run's stay on offer."""
+        """The analyses' products, every ``period_s`` (and a run's last state when it ends); the
+        last finished run's stay on offer until the next run starts."""
         if self.products is not None and (finished is not None or self.products.due()):
             analyses = [run.analysis for run in self._runs.values()]
             last = finished or (None if analyses else self._last_finished)
@@ -289,6 +288,7 @@ class Consumer:
                 self.receiver.reset_peaks()
             recorded = RecordedFrames(run_directory=self._run_directory, timeout_s=self._backfill_timeout_s)
             self._runs[doc["uid"]] = _Run(analysis, doc, recorded)
+            self._last_finished = None  # its volumes go: one run's at a time
             waiting = [f for f in self._pending if f.header.run_uid == doc["uid"]]
             self._pending = deque((f for f in self._pending if f.header.run_uid != doc["uid"]), self._pending.maxlen)
             for frame in waiting:

@@ -45,8 +45,8 @@ def potentiostat_product(readings: PotentiostatReadings, run_uid: str) -> Produc
 def diagnostics_product(consumer: Any, lag_s: float, rates: dict[str, float], newest_frame_s: float) -> Product:
     """Per stream of the runs in progress: frames received, missing, late (sequence counts),
     invalid (rejected messages) and frames/s; the analysis' lag behind the newest frame (s),
-    the frames waiting in its buffer, and when the newest frame the analyses hold (this
-    product's and the others of its round) was received (s since the epoch)."""
+    the frames waiting in its buffer, the frames handed to the analyses so far, and when the
+    newest of them (which this round's products reflect) was received (s since the epoch)."""
     streams: dict[str, dict[str, float]] = {}
     sequences = consumer.frames.sequences
     for (_, stream), counts in list(sequences.counts.items()) if sequences is not None else []:
@@ -62,7 +62,8 @@ def diagnostics_product(consumer: Any, lag_s: float, rates: dict[str, float], ne
     newest = newest_frame_s if np.isfinite(newest_frame_s) else None
     return Product("diagnostics", {"streams": streams, "lag_s": lag_s, "backlog_frames": stats.backlog,
                                    "buffer_mb": stats.bytes_held / 1e6, "invalid_total": invalid,
-                                   "errors": consumer.errors, "newest_frame_received_s": newest})  # fmt: skip
+                                   "errors": consumer.errors, "newest_frame_received_s": newest,
+                                   "frames_analysed": consumer.n_frames_analysed})  # fmt: skip
 
 
 class LiveProducts:

@@ -37,7 +37,7 @@ from .dashboard_store import ProductStore
 
 __all__ = ["REFRESH_MS", "DashboardSession"]
 
-REFRESH_MS = 300
+REFRESH_MS = 500  # the analyses publish every 0.5 s at most: redrawing faster would find nothing new
 _IMAGE_SIZE = 330
 _LATEST = "latest"
 
@@ -68,6 +68,7 @@ class DashboardSession:
         self.store = store
         self.document = document
         self.channel: int | None = None  # None: the analysis' default 2θ
+        self._following = False  # the slider is being moved to the default, not by the user
         self._seen: dict[str, int] = {}
         self._two_theta = np.zeros(0)
         self._build()
@@ -85,7 +86,7 @@ class DashboardSession:
                                         width=260)  # fmt: skip
         self.colour_range.on_change("value", lambda _attr, _old, _new: self._redraw_all())
         self.slider = Slider(start=0, end=1, value=0, step=1, title="2θ channel", width=300, name="two_theta_slider")
-        self.slider.on_change("value", lambda _a, _o, new: self.select_channel(int(new)))
+        self.slider.on_change("value", lambda _a, _o, new: self._following or self.select_channel(int(new)))
 
         self.pattern_plot = _curve_figure("Patterns (scan under way)", "2θ (deg)", "intensity", "pattern_plot",
                                           tools="tap,pan,wheel_zoom,box_zoom,reset,save")  # fmt: skip
@@ -250,8 +251,9 @@ class DashboardSession:
                                         "mean": product.arrays["mean"]}  # fmt: skip
         self.slider.end = max(1, self._two_theta.size - 1)
         if self.channel is None:
+            self._following = True
             self.slider.value = int(product.values.get("default_channel", 0))
-            self.channel = None  # the slider's echo must not pin the default
+            self._following = False
         self._show_channel()
 
     def _draw_scan(self) -> None:

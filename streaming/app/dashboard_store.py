@@ -18,8 +18,9 @@ from streaming.wire.products import DEFAULT_PRODUCTS_ADDRESS, Product, ProductSu
 
 __all__ = ["ProductStore"]
 
-#: Finished scans whose maps the dashboard keeps (a long series' oldest are forgotten).
-MAX_SCANS_KEPT = 100
+#: Finished scans whose maps the dashboard keeps (a long series' oldest are forgotten): a day
+#: of hourly scans; at the paper's size (549 x 549 voxels, 12 maps) ~14 MB a scan.
+MAX_SCANS_KEPT = 24
 
 
 class ProductStore:

@@ -47,8 +47,9 @@ class XrdctAnalysis:
     A series is reduced scan by scan: when a scan's last pattern is placed its reconstruction
     and maps are made and appended to the sidecar file (by a thread of its own, while the
     next scan's frames come in; :meth:`finish` waits for it), and the scan is dropped, so
-    memory holds the scans in flight and the one being written only, however long the run. In the file, a series' datasets
-    have the scan as their first axis, with the scan's mean time, voltage and capacity.
+    memory holds the scans in flight and the one being written only, however long the run.
+    In the file, a series' datasets have the scan as their first axis, with the scan's mean
+    time, voltage and capacity.
 
     Parameters
     ----------

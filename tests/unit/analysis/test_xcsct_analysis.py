@@ -264,3 +264,27 @@ def test_the_results_open_in_any_hdf5_reader(runs):
     spectra = next(value for name, value in xcs.items() if name.endswith("/spectra"))
     assert spectra[1] == "gzip" and spectra[2] == float(analysis.latest_cube.sum())
     assert any(name.endswith("/reconstruction") for name in xct)
+
+
+def test_the_dashboard_draws_the_xcs_products(runs):
+    """The page's XCS-CT panels from a finished run's products: the spectrum, the EMF map and
+    its σ on the region, the EMF against capacity, the XCT slice with its outline."""
+    from bokeh.document import Document
+
+    from streaming.analysis.xcsct.products import xcsct_products
+    from streaming.app.dashboard_page import DashboardSession
+    from streaming.app.dashboard_store import ProductStore
+
+    analysis = runs[0.9]["analysis"]
+    products = {p.name: p for p in xcsct_products(analysis, lambda _: set())}
+    page = DashboardSession(ProductStore("tcp://127.0.0.1:1"), Document())  # never started: fed by hand
+    page._draw_spectrum(products["xcs.spectrum"])
+    page._draw_emf(products["xcs.emf"])
+    page._draw_emf_series(products["xcs.series"])
+    page._draw_xct(products["xct.slice"])
+    np.testing.assert_array_equal(page.emf_source.data["image"][0], products["xcs.emf"].arrays["emf"])
+    sigma = page.sigma_source.data["image"][0]
+    assert np.isnan(sigma[~analysis.results["region_mask"][-1]]).all()
+    assert len(page.emf_series_source.data["emf"]) == len(analysis.results["emf_cathode"])
+    assert len(page.outline_source.data["x"]) > 0 and "XCT scan" in page.xct_plot.title.text
+    assert f"{analysis.results['emf_cathode'][-1]:.4f}" in page.emf_plot.title.text
