@@ -19,6 +19,7 @@ from bokeh.models import (
     ColumnDataSource,
     DataTable,
     Div,
+    HoverTool,
     LinearColorMapper,
     RangeSlider,
     ScaleBar,
@@ -117,6 +118,12 @@ class DashboardSession:
         self.series_plot = _curve_figure("Mean lattice per scan", "capacity (mAh)", "lattice (Å)", "series_plot")
         self.series_source = ColumnDataSource({"capacity": [], "lattice": [], "voltage": []}, name="series_source")
         self.series_plot.scatter("capacity", "lattice", source=self.series_source, size=8)
+        tooltips = [
+            ("capacity", "@capacity{0.0} mAh"),
+            ("voltage", "@voltage{0.000} V"),
+            ("lattice", "@lattice{0.0000} Å"),
+        ]
+        self.series_plot.add_tools(HoverTool(tooltips=tooltips))
         self.series_plot.line("capacity", "lattice", source=self.series_source)
 
         self.potentiostat_source = ColumnDataSource({"minutes": [], "voltage": [], "current_ma": [], "capacity": []},
