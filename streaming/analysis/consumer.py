@@ -234,8 +234,8 @@ class Consumer:
         last finished run's stay on offer until the next run starts."""
         if self.products is not None and (finished is not None or self.products.due()):
             analyses = [run.analysis for run in self._runs.values()]
-            last = finished or (None if analyses else self._last_finished)
-            self._guard(self.products.publish, [*analyses, *([last] if last else [])], self, running=bool(self._runs))
+            last = [finished or self._last_finished] if finished or (not analyses and self._last_finished) else []
+            self._guard(self.products.publish, [*analyses, *last], self, running=bool(analyses), final=bool(finished))
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -7,7 +7,8 @@ products (an analysis with a ``products(requested)`` method returns a list of
 for, e.g. ``xrdct.channel``), adds the potentiostat's curves and the streams' diagnostics,
 and publishes them without blocking. Each product is the full current state, so a dashboard
 that joins late is complete at once; a finished run's products are published once more when it
-ends and then every ``period_s`` until the next run, so the last results stay on screen.
+ends, and then stay on offer until the next run starts, so the last results stay on screen.
+A product whose values did not change is sent again every :data:`HEARTBEAT_S` only.
 
 What it costs the analysis: building the products (slices of the volumes, a few KB to MB)
 every ``period_s``, never per frame (``benchmarks/benchmark_products.py`` measures it).
@@ -29,6 +30,8 @@ __all__ = ["LiveProducts", "diagnostics_product", "potentiostat_product"]
 
 #: Most points of a curve published (a long run's readings are thinned to this many).
 MAX_CURVE_POINTS = 4000
+#: An unchanged product is sent again this often (s), for receivers that join late.
+HEARTBEAT_S = 5.0
 
 
 def potentiostat_product(readings: PotentiostatReadings, run_uid: str) -> Product:
@@ -43,7 +46,7 @@ def potentiostat_product(readings: PotentiostatReadings, run_uid: str) -> Produc
 
 
 def diagnostics_product(consumer: Any, lag_s: float, rates: dict[str, float], newest_frame_s: float) -> Product:
-    """Per stream of the runs in progress: frames received, missing, late (sequence counts),
+    """Per stream, over the runs this consumer has seen: frames received, missing, late (sequence counts),
     invalid (rejected messages) and frames/s; the analysis' lag behind the newest frame (s),
     the frames waiting in its buffer, the frames handed to the analyses so far, and when the
     newest of them (which this round's products reflect) was received (s since the epoch)."""
@@ -85,6 +88,7 @@ class LiveProducts:
         self._clock = clock
         self._last = -float("inf")
         self._last_counts: tuple[float, dict[str, int]] = (clock(), {})
+        self._sent: dict[str, tuple[Any, float]] = {}  # product name -> (what it said, when)
         self.latest_frame_time_s = float("nan")  # receipt time of the newest frame handed on
         self.n_publications = 0
         self.seconds_spent = 0.0  # building and sending products, in the consumer's loop
@@ -96,25 +100,41 @@ class LiveProducts:
     def due(self) -> bool:
         return self._clock() - self._last >= self.period_s
 
-    def publish(self, analyses: list[Any], consumer: Any, *, running: bool) -> None:
+    def publish(self, analyses: list[Any], consumer: Any, *, running: bool, final: bool = False) -> None:
         """Every product of ``analyses`` (the runs in progress of ``consumer``, or the last
-        finished), and ``consumer``'s diagnostics (``running``: a run is in progress), now."""
+        finished), now. The potentiostat's curves and ``consumer``'s diagnostics go only while a
+        run is in progress (``running``) or as it ends (``final``): an idle consumer beside a
+        busy one on the same channel (``operando consume all``) must not cover its live ones."""
         started = self._clock()
         self._last = started
+        live = running or final
         for analysis in analyses:
             make = getattr(analysis, "products", None)
             if make is not None:
                 for product in make(self.publisher.requested):
-                    self.publisher.publish(product)
+                    self._send(product)
             readings = getattr(analysis, "readings", None)
-            if isinstance(readings, PotentiostatReadings) and len(readings):
-                self.publisher.publish(potentiostat_product(readings, analysis.start["uid"]))
-        # the age of the frame handed on last, while frames wait behind it (0 when caught up)
-        lag_s = time.time() - self.latest_frame_time_s if running and consumer.receiver.stats.backlog else 0.0
-        self.publisher.publish(diagnostics_product(consumer, lag_s if np.isfinite(lag_s) else 0.0,
-                                                   self._rates(consumer), self.latest_frame_time_s))  # fmt: skip
+            if live and isinstance(readings, PotentiostatReadings) and len(readings):
+                self._send(potentiostat_product(readings, analysis.start["uid"]))
+        if live:
+            # the age of the frame handed on last, while frames wait behind it (0 when caught up)
+            lag_s = time.time() - self.latest_frame_time_s if running and consumer.receiver.stats.backlog else 0.0
+            self._send(diagnostics_product(consumer, lag_s if np.isfinite(lag_s) else 0.0, self._rates(consumer),
+                                           self.latest_frame_time_s))  # fmt: skip
         self.n_publications += 1
         self.seconds_spent += self._clock() - started
+
+    def _send(self, product: Product) -> None:
+        """Publish ``product`` if its values changed since it was last sent, or every
+        :data:`HEARTBEAT_S` (for receivers that join): a finished scan's maps are not sent
+        again twice a second."""
+        signature = (product.run_uid, repr(product.values), tuple((k, a.shape) for k, a in product.arrays.items()))
+        sent = self._sent.get(product.name)
+        now = self._clock()
+        if sent is not None and sent[0] == signature and now - sent[1] < HEARTBEAT_S:
+            return
+        self._sent[product.name] = (signature, now)
+        self.publisher.publish(product)
 
     def _rates(self, consumer: Any) -> dict[str, float]:
         now = self._clock()

@@ -69,7 +69,6 @@ class DashboardSession:
         self.store = store
         self.document = document
         self.channel: int | None = None  # None: the analysis' default 2θ
-        self._following = False  # the slider is being moved to the default, not by the user
         self._seen: dict[str, int] = {}
         self._two_theta = np.zeros(0)
         self._build()
@@ -87,7 +86,8 @@ class DashboardSession:
                                         width=260)  # fmt: skip
         self.colour_range.on_change("value", lambda _attr, _old, _new: self._redraw_all())
         self.slider = Slider(start=0, end=1, value=0, step=1, title="2θ channel", width=300, name="two_theta_slider")
-        self.slider.on_change("value", lambda _a, _o, new: self._following or self.select_channel(int(new)))
+        # where the user lets go, not every channel the slider passes on the way
+        self.slider.on_change("value_throttled", lambda _a, _o, new: self.select_channel(int(new)))
 
         self.pattern_plot = _curve_figure("Patterns (scan under way)", "2θ (deg)", "intensity", "pattern_plot",
                                           tools="tap,pan,wheel_zoom,box_zoom,reset,save")  # fmt: skip
@@ -257,10 +257,8 @@ class DashboardSession:
             self.pattern_source.data = {"two_theta": self._two_theta, "latest": product.arrays["latest"],
                                         "mean": product.arrays["mean"]}  # fmt: skip
         self.slider.end = max(1, self._two_theta.size - 1)
-        if self.channel is None:
-            self._following = True
+        if self.channel is None:  # the default's place (a set value calls no throttled callback)
             self.slider.value = int(product.values.get("default_channel", 0))
-            self._following = False
         self._show_channel()
 
     def _draw_scan(self) -> None:
@@ -275,8 +273,10 @@ class DashboardSession:
         self.sinogram_plot.title.text, self.recon_plot.title.text = f"Sinogram at 2θ {at}", f"Reconstruction at 2θ {at}"
         (t0, t1), (a0, a1) = values["translation_range_mm"], values["angle_range_deg"]
         step_deg = (a1 - a0) / max(1, values["n_angles"] - 1)
+        step_mm = values["pixel_size_mm"]  # pixels centred on their positions
         sinogram = np.where(arrays["filled"] > 0, arrays["sinogram"], np.nan)
-        self._image(self.sinogram_source, sinogram, (t0, a0, t1 - t0, a1 - a0 + step_deg))
+        self._image(self.sinogram_source, sinogram, (t0 - step_mm / 2, a0 - step_deg / 2, t1 - t0 + step_mm,
+                                                     a1 - a0 + step_deg))  # fmt: skip
         self._colours(self.sinogram_mapper, sinogram)
         if "reconstruction" in arrays:
             image = arrays["reconstruction"]

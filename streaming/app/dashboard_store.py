@@ -93,11 +93,21 @@ class ProductStore:
         finally:
             subscriber.close()
 
+    def _forget_scans_not_shown(self) -> None:
+        patterns = self._latest.get("xrdct.patterns")
+        shown = {f"xrdct.scan@{channel}" for channel, n in self._channels.items() if n > 0}
+        if patterns is not None:
+            shown.add(f"xrdct.scan@{patterns.values.get('default_channel')}")
+        for name in [name for name in self._latest if name.startswith("xrdct.scan@") and name not in shown]:
+            del self._latest[name]
+
     def _keep(self, product: Product) -> None:
         with self._lock:
             self.n_received += 1
             self._latest[product.name] = product
             self._versions[product.name] += 1
+            if product.name.startswith("xrdct.scan@"):  # keep the channels shown, not all ever asked for
+                self._forget_scans_not_shown()
             if product.name == "xrdct.maps":
                 key = (product.run_uid, int(product.values.get("scan", 0)))
                 self._maps[key] = product

@@ -21,7 +21,8 @@ request never matches a message.
 
 - :class:`Product`, :func:`encode_product`, :func:`decode_product`.
 - :class:`ProductPublisher`: binds (``tcp://127.0.0.1:5579`` by default), never blocks: at
-  its high-water mark a slow receiver's messages are dropped (the next state replaces them).
+  its high-water mark (8 messages) a slow receiver's messages are dropped (the next state
+  replaces them).
 - :class:`ProductSubscriber`: connects, receives and validates, counting rejections.
 """
 
@@ -52,6 +53,7 @@ __all__ = [
     "ProductSubscriber",
     "decode_product",
     "encode_product",
+    "product_key",
 ]
 
 DEFAULT_PRODUCTS_ADDRESS = "tcp://127.0.0.1:5579"
@@ -61,6 +63,12 @@ MAX_PRODUCT_HEADER_BYTES = 1 << 20
 MAX_PRODUCT_BYTES = 64 << 20
 _NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,96}")
 _REQUEST = b"?"
+
+
+def product_key(text: str) -> str:
+    """``text`` (a phase's or a peak's name from a config) as a valid array key or name part:
+    characters outside letters, digits and ``_.:@-`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.:@-]", "_", text)[:96] or "_"
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,8 @@ def encode_product(product: Product) -> list[Any]:
         raise ProductDecodeError("name", f"{product.name!r} is not a product name")
     arrays = {key: np.ascontiguousarray(value) for key, value in product.arrays.items()}
     for key, array in arrays.items():
+        if not _NAME.fullmatch(key):
+            raise ProductDecodeError("arrays", f"{key!r} is not an array key (letters, digits, _.:@-)")
         if array.dtype.str not in FRAME_DTYPES:
             raise ProductDecodeError("dtype", f"array {key!r} has dtype {array.dtype.str!r}")
     header = {
@@ -188,7 +198,7 @@ class ProductPublisher(Endpoint):
         Messages queued per receiver before its newest are dropped (it gets the next state).
     """
 
-    def __init__(self, address: str = DEFAULT_PRODUCTS_ADDRESS, *, hwm: int = 64) -> None:
+    def __init__(self, address: str = DEFAULT_PRODUCTS_ADDRESS, *, hwm: int = 8) -> None:
         super().__init__(zmq.XPUB, address, bind=True, hwm=hwm, context=None, linger_s=0.5, own_context=True)
         self.socket.setsockopt(zmq.XPUB_VERBOSER, 1)
         self._requests: Counter[bytes] = Counter()
@@ -201,6 +211,7 @@ class ProductPublisher(Endpoint):
         """Stamp (sequence, time) and send ``product`` to every receiver that keeps up."""
         with self._lock:
             self._check_open()
+            self._drain()  # subscriptions queue up in libzmq until read, whoever never asks
             stamped = Product(product.name, product.values, product.arrays, run_uid=product.run_uid,
                               seq=self._seq[product.name], time_s=time.time())  # fmt: skip
             self._seq[product.name] += 1
@@ -219,11 +230,11 @@ class ProductPublisher(Endpoint):
 
     def requested(self, key: str) -> set[str]:
         """The values of ``key`` that connected receivers ask for (``?key=value``)."""
+        prefix = _REQUEST + key.encode() + b"="
         with self._lock:
             self._drain()
-        prefix = _REQUEST + key.encode() + b"="
-        return {topic[len(prefix):].decode(errors="replace") for topic, n in self._requests.items()
-                if n > 0 and topic.startswith(prefix)}  # fmt: skip
+            return {topic[len(prefix):].decode(errors="replace") for topic, n in self._requests.items()
+                    if n > 0 and topic.startswith(prefix)}  # fmt: skip
 
     def close(self, linger_s: float | None = None) -> None:
         with self._lock:

@@ -357,7 +357,7 @@ class XcsctAnalysis:
         for name in ("frames", "hit_pixels", "single", "merged", "dropped", "out_of_range"):
             counters.create_dataset(name, data=np.array([k[name] for k in self.counters], np.int64))
         if self.latest_cube is not None:
-            # mostly empty bins: bitshuffle + LZ4 packs the 25.6 MB cube to a fraction of it
+            # mostly empty bins: gzip with the shuffle packs the 25.6 MB cube to a fraction of it
             spectra = group.create_dataset("spectra", data=self.latest_cube, chunks=(8, 80, self.latest_cube.shape[-1]),
                                            **RESULTS_COMPRESSION)  # fmt: skip
             spectra.attrs.update(acquisition=len(self.counters) - 1, units="counts")

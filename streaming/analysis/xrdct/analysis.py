@@ -87,6 +87,7 @@ class XrdctAnalysis:
         self.last_maps: FinishedMaps | None = None
         self._writer: ThreadPoolExecutor | None = None  # the scans' writes, off the analysis' path
         self._writing: Future | None = None
+        self.write_failures = 0
 
     def reduce_on(self, reduction: ScanReduction) -> None:
         """Make each finished scan's reconstruction and maps with ``reduction`` (workers)
@@ -195,10 +196,13 @@ class XrdctAnalysis:
                     self.path, scan.center_px)  # fmt: skip
 
     def _wait_for_writes(self) -> None:
-        """Until the scan being written is in the file (its error, if any, raised here)."""
+        """Until the scan being written is in the file. A write that failed (a full disk) is
+        logged and counted (``write_failures``); the next scans are still written."""
         writing, self._writing = self._writing, None
-        if writing is not None:
-            writing.result()
+        if writing is not None and writing.exception() is not None:
+            self.write_failures += 1
+            logger.error("run %s: writing a scan to %s failed: %s", self.start["uid"][:8], self.path,
+                         writing.exception())  # fmt: skip
 
     def finish(self, stop: dict[str, Any] | None) -> None:
         """Finish the scans still open (all of a single scan's work), then the run's attributes
@@ -264,7 +268,8 @@ class XrdctAnalysis:
         return self.finished_scans.readings
 
     def pattern_arrays(self) -> dict[str, np.ndarray]:
-        """The latest pattern and the mean pattern of the scan under way (for the products channel)."""
+        """The latest pattern and the mean of the scan's patterns so far, as integrated (before
+        any monitor division; a pattern taken again counts twice), for the products channel."""
         if self._latest_pattern is None:
             return {}
         mean = self._scan_pattern_sum / max(1, self.n_scan_patterns)
@@ -285,7 +290,8 @@ class XrdctAnalysis:
         """The key numbers, a line each, for a terminal."""
         figure = f" (figure {self.figure_path.name})" if self.figure_path else ""
         delivery = [self.delivery.report_line()] if self.delivery is not None else []
-        return [f"XRD-CT {self.path}{figure}", *delivery, *self.finished_scans.report_lines()]
+        failed = [f"{self.write_failures} scan(s) failed to be written (see the log)"] if self.write_failures else []
+        return [f"XRD-CT {self.path}{figure}", *delivery, *failed, *self.finished_scans.report_lines()]
 
 
 def xrdct_analysis_factory(config: XrdctAnalysisConfig):

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from streaming.processing.maps import XrdctMaps
-from streaming.wire.products import Product
+from streaming.wire.products import Product, product_key
 
 __all__ = ["FinishedMaps", "xrdct_products"]
 
@@ -65,7 +65,7 @@ def xrdct_products(analysis: Any, requested: Callable[[str], set[str]]) -> list[
                 image = scan.reconstruction[:, :, channel]
             if image is not None:
                 arrays["reconstruction"] = image
-            centre = scan.live_center_px
+            centre = scan.reconstruction_center_px if scan.reconstruction is not None else scan.live_center_px
             products.append(Product(f"xrdct.scan@{channel}", {
                 "scan": scan.index, "channel": channel, "two_theta_deg": float(radial[channel]),
                 "lines_done": int(scan.sinogram.completed_lines.size), "n_angles": analysis.n_angles,
@@ -77,10 +77,10 @@ def xrdct_products(analysis: Any, requested: Callable[[str], set[str]]) -> list[
     finished = analysis.last_maps
     if finished is not None:
         maps = finished.maps
-        arrays = {f"lattice:{name}": image.astype(np.float32) for name, image in maps.lattices.items()}
+        arrays = {f"lattice:{product_key(name)}": image.astype(np.float32) for name, image in maps.lattices.items()}
         if maps.phases is not None:
-            arrays.update({f"phase:{name}": image for name, image in maps.phases.weights.items()})
-        step_mm = float(abs(analysis.translations_mm[1] - analysis.translations_mm[0]))
+            arrays.update({f"phase:{product_key(name)}": image for name, image in maps.phases.weights.items()})
+        step_mm = float(abs(np.diff(analysis.translations_mm[:2])[0])) if analysis.n_translations > 1 else 0.0
         products.append(Product("xrdct.maps", {"scan": finished.scan, "center_px": finished.center_px,
                                                "pixel_size_mm": step_mm, "mean_lattice_angstrom":
                                                {k: _finite(v) for k, v in finished.mean_lattices.items()}},

@@ -310,6 +310,14 @@ def test_scans_reduced_in_blocks_on_an_executor_give_the_live_results(live, tmp_
     config = analysis_config(simulation, tmp_path, figure=False, center_px=centre)
     reference = feed_recorded_run(path, config)
     with ThreadPoolExecutor(3) as executor:
+        midway = XrdctAnalysis(*_start_and_config(path, config))
+        midway.reduce_on(BlockReduction(executor.submit))
+        with RunFileReader(path) as reader:
+            for header, data, *_ in reader.frames("pilatus", 0, 40 * 64):
+                midway.frame(Frame(header, data))
+        scan = midway.in_flight[0]
+        assert scan.fbp is None and len(scan.line_order) == 40  # nothing back-projected yet, the order kept
+        midway.finish(None)
         ours = feed_recorded_run(path, config, reduction=BlockReduction(executor.submit, min_blocks=5))
         with pytest.raises(RuntimeError, match="frames have begun"):
             ours.reduce_on(BlockReduction(executor.submit))

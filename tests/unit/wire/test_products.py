@@ -94,7 +94,7 @@ def test_a_product_that_would_be_refused_is_not_sent():
 
 
 def test_malformed_messages_are_counted_and_skipped_between_valid_ones():
-    with ProductPublisher(LOOPBACK) as publisher, ProductSubscriber(publisher.address) as subscriber:
+    with ProductPublisher(LOOPBACK, hwm=100) as publisher, ProductSubscriber(publisher.address) as subscriber:
         wait_until(lambda: publisher.requested("x") == set() and publisher.n_receivers == 1)
         for _ in range(50):
             publisher.socket.send_multipart([b"xrdct.patterns", b"\xc1not msgpack"])
@@ -106,18 +106,20 @@ def test_malformed_messages_are_counted_and_skipped_between_valid_ones():
 def test_a_receiver_that_does_not_read_never_blocks_the_publisher():
     """2 MB products at 10x the high-water mark: publishing returns at once; the receiver gets
     the latest states it had room for, never a torn one."""
-    big = np.zeros((512, 1024), np.float32)
+    big = np.empty((512, 1024), np.float32)
     with ProductPublisher(LOOPBACK, hwm=4) as publisher:
         subscriber = ProductSubscriber(publisher.address, hwm=4)
         subscriber.socket.setsockopt(zmq.RCVBUF, 1 << 16)
         wait_until(lambda: publisher.requested("x") == set() and publisher.n_receivers == 1)
         started = time.monotonic()
         for i in range(200):
-            publisher.publish(Product("big", {"i": i}, {"image": big}))
+            big[:] = i  # each state its own pixels: a torn message would mix them
+            publisher.publish(Product("big", {"i": i}, {"image": big.copy()}))
         assert time.monotonic() - started < 10  # no wait on the receiver (200 x 2 MB)
         received = []
         while (product := subscriber.recv(0.5)) is not None:
             received.append(product.values["i"])
-            assert product.arrays["image"].shape == big.shape
+            image = product.arrays["image"]
+            assert image.shape == big.shape and image.min() == image.max() == product.values["i"]
         subscriber.close()
     assert 0 < len(received) < 200 and received == sorted(received)
