@@ -5,7 +5,7 @@ Sub-commands: ``record`` (the recorder service), ``replay`` (re-emit a recorded 
 integration scaled out over worker processes), ``analyze`` (a recorded run through fresh
 analyses), ``info`` (what a run file holds), ``simulate`` (a simulated cell's calibration
 files and ground truth), ``bench`` (the benchmarks), ``dashboard`` (the live analyses in a
-web page) and ``demo`` (the main job on embedded defaults).
+web page), ``keys`` (CURVE key pairs) and ``demo`` (the main job on embedded defaults).
 A user mistake (bad option value, missing file) gives one line on stderr and exit code 2,
 never a traceback.
 
@@ -28,12 +28,13 @@ from streaming.analysis.distribute import DEFAULT_PATTERN_ADDRESS, DEFAULT_WORKE
 from streaming.errors import OperandoStreamError
 from streaming.store.chunks import COMPRESSIONS
 from streaming.wire.products import DEFAULT_PRODUCTS_ADDRESS
+from streaming.wire.security import Security, use_security
 from streaming.wire.transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADDRESS
 
 from .dashboard import cmd_dashboard
 from .data_commands import cmd_info, cmd_record, cmd_replay, cmd_simulate
 from .job_commands import cmd_bench, cmd_demo
-from .service_commands import cmd_analyze, cmd_consume, cmd_distribute, cmd_integrate
+from .service_commands import cmd_analyze, cmd_consume, cmd_distribute, cmd_integrate, cmd_keys
 
 __all__ = ["main"]
 
@@ -47,6 +48,15 @@ def _add_endpoint_options(parser: argparse.ArgumentParser) -> None:
         "--docs", default=DEFAULT_DOCUMENT_ADDRESS, help="document channel endpoint (default %(default)s)"
     )
     parser.add_argument("--frames", default=DEFAULT_FRAME_ADDRESS, help="frame channel endpoint (default %(default)s)")
+
+
+def _add_security_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("security", "CURVE on every channel (README, Security)")
+    group.add_argument("--keys", type=Path, metavar="DIR", help="the key folder `operando keys` made: CURVE on "
+                       "every socket (security.keys)")  # fmt: skip
+    group.add_argument("--client", metavar="NAME", help="whose key pair this host's connecting sockets use "
+                       "(default: client)")  # fmt: skip
+    group.add_argument("--insecure", action="store_true", help="allow binding beyond loopback without CURVE")
 
 
 def _positive_int(text: str) -> int:
@@ -179,6 +189,14 @@ def _build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--bind", default="127.0.0.1", help="address to listen on (default %(default)s: this "
                            "machine only; from elsewhere, tunnel: ssh -L 8080:127.0.0.1:8080 HOST)")  # fmt: skip
     dashboard.add_argument("--with-parent", action="store_true", help=argparse.SUPPRESS)  # the demo's: ends with it
+
+    keys = commands.add_parser("keys", help="make CURVE key pairs: the servers' and one per client, authorised")
+    keys.add_argument("folder", type=Path, help="key folder (created; pass it as --keys)")
+    keys.add_argument("--client", action="append", metavar="NAME", help="a client's pair to add (repeatable; "
+                      "default: 'client' in a new folder)")  # fmt: skip
+
+    for networked in (record, replay_cmd, analyze, consume, distribute, integrate, demo, dashboard):
+        _add_security_options(networked)
     return parser
 
 
@@ -194,6 +212,7 @@ _COMMANDS = {
     "distribute": cmd_distribute,
     "integrate": cmd_integrate,
     "dashboard": cmd_dashboard,
+    "keys": cmd_keys,
 }
 
 
@@ -207,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # pyFAI's OpenCL layer warns at import that the optional pyopencl is absent
         logging.getLogger("silx.opencl").setLevel(logging.ERROR)
     try:
+        if hasattr(args, "insecure"):  # a command with sockets: its --keys/--insecure (its config may add to them)
+            use_security(Security(keys=args.keys, client=args.client or Security.client, insecure=args.insecure))
         return _COMMANDS[args.command](args)
     except (OperandoStreamError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         # user mistakes (bad values, missing or foreign files, bad endpoints): one line, no traceback

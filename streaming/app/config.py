@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from streaming.errors import ConfigError
+from streaming.wire.security import DEFAULT_CLIENT, Security, use_security
 from streaming.wire.transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADDRESS
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "LiveConfig",
     "OperandoConfig",
     "PotentiostatConfig",
+    "SecurityConfig",
     "XcsctConfig",
     "XrdctConfig",
     "load_config",
@@ -200,6 +202,30 @@ class LiveConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """CURVE on every channel (:mod:`streaming.wire.security`): the key folder ``operando keys``
+    makes, whose client pair this host uses, and whether binding beyond loopback without keys is
+    allowed. ``--keys``, ``--client`` and ``--insecure`` on the command line win."""
+
+    keys: Path | None = None
+    client: str = DEFAULT_CLIENT
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.keys is None or Path(self.keys).is_dir(), "security.keys", f"no such folder: {self.keys} "
+               "(make one with `operando keys DIR`)")  # fmt: skip
+
+    def install(self, options: Any = None) -> Security:
+        """Install these settings, under the command line's ``options`` (``keys``, ``client``,
+        ``insecure`` attributes, when given), for every socket of this process."""
+        security = Security(keys=getattr(options, "keys", None) or self.keys,
+                            client=getattr(options, "client", None) or self.client,
+                            insecure=bool(getattr(options, "insecure", False)) or self.insecure)  # fmt: skip
+        use_security(security)
+        return security
+
+
+@dataclass(frozen=True)
 class OperandoConfig:
     """The whole configuration; every section optional."""
 
@@ -209,6 +235,7 @@ class OperandoConfig:
     potentiostat: PotentiostatConfig = field(default_factory=PotentiostatConfig)
     beamline: BeamlineConfig = field(default_factory=BeamlineConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     out_dir: Path = Path("demo-output")
 
 

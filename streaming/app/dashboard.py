@@ -34,6 +34,7 @@ from pathlib import Path
 
 from streaming.errors import ConfigError
 from streaming.wire.products import DEFAULT_PRODUCTS_ADDRESS
+from streaming.wire.security import current_security
 
 from .dashboard_store import ProductStore
 
@@ -115,7 +116,7 @@ class DashboardProcess:
     def __init__(self, products: str, log_path: Path, *, port: int = 8080, bind: str = "127.0.0.1",
                  timeout_s: float = 60.0) -> None:  # fmt: skip
         command = [sys.executable, "-m", "streaming.app.cli", "dashboard", "--products", products, "--port", str(port),
-                   "--bind", bind, "--with-parent"]  # fmt: skip
+                   "--bind", bind, "--with-parent", *current_security().options()]  # fmt: skip
         self.log_path = log_path
         with open(log_path, "w") as log:  # its warnings and errors, read by nobody while all goes well
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)

@@ -62,6 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.out:
         overrides.append(f"out_dir={str(args.out)!r}")
     config = load_config(args.config, overrides)
+    config.security.install(args)
     modes = MODES if args.mode == "all" else (args.mode,)
     print(f"operando demo {args.mode}: XRD-CT preset {config.xrdct.preset}, output in {config.out_dir}", flush=True)
     dashboard = None if args.no_dashboard else _start_dashboard(config, args.dashboard_port)

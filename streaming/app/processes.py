@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from streaming.errors import OperandoStreamError
+from streaming.wire.security import Security, current_security, use_security
 
 __all__ = ["ConsumerProcess", "DistributorProcess", "FinishedAnalysis", "IntegrationWorkerProcess", "RecorderProcess"]
 
@@ -172,6 +173,12 @@ def _integrate(config: Any, document_address: str, worker_address: str, pattern_
     events.put(("stopped", consumer.errors))
 
 
+def _secured(security: Security, target: Any, *args: Any) -> None:
+    """A spawned process's target, with its parent's CURVE keys (:mod:`streaming.wire.security`)."""
+    use_security(security)
+    target(*args)
+
+
 class _ServiceProcess:
     """A spawned process and the queue of what it says."""
 
@@ -179,8 +186,8 @@ class _ServiceProcess:
         self.name = name
         self._stop = _CONTEXT.Event()
         self._events = _CONTEXT.Queue()
-        self._process = _CONTEXT.Process(target=target, args=(*args, self._stop, self._events), name=name,
-                                         daemon=True)  # fmt: skip
+        self._process = _CONTEXT.Process(target=_secured, args=(current_security(), target, *args, self._stop,
+                                                                self._events), name=name, daemon=True)  # fmt: skip
         self.stopped_with: int | None = None  # once stopped: the recorder's write errors, the analysis' errors
         self.address: str | None = None  # what a process that binds a port bound (see wait_ready)
         self._process.start()

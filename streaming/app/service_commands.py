@@ -1,9 +1,10 @@
-"""The ``operando`` commands of the analysis services: ``analyze``, ``consume``, ``distribute``, ``integrate``.
+"""The ``operando`` commands of the analysis services and their keys.
 
 - :func:`cmd_analyze`: a recorded run through fresh analyses, with new parameters.
 - :func:`cmd_consume`: the live analyses as a service, on every run on the channels.
 - :func:`cmd_distribute`: a detector's frames handed round-robin to integration workers.
 - :func:`cmd_integrate`: an XRD-CT integration worker, pushing patterns to the builder.
+- :func:`cmd_keys`: CURVE key pairs for every channel (:mod:`streaming.wire.security`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .data_commands import stop_on_signals
 if TYPE_CHECKING:
     from streaming.analysis.consumer import Consumer
 
-__all__ = ["cmd_analyze", "cmd_consume", "cmd_distribute", "cmd_integrate"]
+__all__ = ["cmd_analyze", "cmd_consume", "cmd_distribute", "cmd_integrate", "cmd_keys"]
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -55,7 +56,9 @@ def _analyses_for(path: Path, args: argparse.Namespace) -> tuple[Path, dict]:
     simulated = start.get("simulation", {}).get("xrdct_preset")
     if simulated is not None:  # the simulated detector the run had (a --set still wins)
         overrides.append(f"xrdct.preset={simulated!r}")
-    analyses = default_analyses(load_config(args.config, [*overrides, *args.set]))
+    config = load_config(args.config, [*overrides, *args.set])
+    config.security.install(args)
+    analyses = default_analyses(config)
     if not analyses:
         raise ConfigError("analyze: no live analysis is configured for this run")
     return out, analyses
@@ -99,6 +102,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     overrides = [*args.set, *([f"out_dir={str(args.out)!r}"] if args.out else [])]
     config = load_config(args.config, overrides)
+    config.security.install(args)
     analyses = default_analyses(config)
     modes = [mode for mode in analyses if args.mode in ("all", mode)]
     if not modes:
@@ -160,6 +164,7 @@ def cmd_integrate(args: argparse.Namespace) -> int:
     from .analyses import xrdct_analysis_config
 
     settings = load_config(args.config, args.set)
+    settings.security.install(args)
     config, live = xrdct_analysis_config(settings), settings.live
     stop = stop_on_signals()
     with FramePublisher(args.to, pattern="push", bind=False) as patterns:
@@ -180,3 +185,18 @@ def _report_integrated(consumer: Consumer) -> None:
     for run in consumer.finished:
         print(f"run {run.start['uid']}: integrated {run.n_frames} frames", flush=True)
     consumer.finished.clear()  # a worker keeps nothing of a finished run
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from streaming.wire.security import DEFAULT_CLIENT, make_keys
+
+    written = make_keys(args.folder, tuple(args.client or ([] if (args.folder / "server.key").exists()
+                                                           else [DEFAULT_CLIENT])))  # fmt: skip
+    for path in written:
+        print(path, flush=True)
+    print(
+        f"servers need {args.folder}/server.key_secret and {args.folder}/authorized/; clients their own "
+        f"<name>.key_secret and {args.folder}/server.key. Pass --keys {args.folder} (security.keys).",
+        flush=True,
+    )
+    return 0

@@ -9,6 +9,7 @@
 - :mod:`.receipts`: receivers confirm upstream what they received of each run.
 - :mod:`.receiver`: a receiver's sockets drained in a thread into a buffer bounded by bytes.
 - :mod:`.diagnostics`: counters of rejected messages and sequence gaps.
+- :mod:`.security`: CURVE on every socket; binding beyond loopback only with it.
 
 Imports only :mod:`streaming.errors` of this project.
 """

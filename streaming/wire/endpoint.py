@@ -1,7 +1,8 @@
 """The socket plumbing under every endpoint of :mod:`streaming.wire.transport`.
 
 - :class:`Endpoint`: one ZeroMQ socket, bound or connected, with explicit high-water marks,
-  a linger on close, context-manager support and ``RuntimeError`` on use after close. A
+  a linger on close, context-manager support and ``RuntimeError`` on use after close; with the
+  process's CURVE security and bind rule (:mod:`.security`). A
   publisher owns its ZeroMQ context, so that closing it waits for its queue (below).
 - :class:`SubscriptionCounter`: counts the subscriptions of an XPUB socket, for the
   readiness handshake (``wait_for_subscribers``), and collects its receivers' receipts
@@ -29,6 +30,7 @@ import zmq
 from streaming.errors import ConfigError, HandshakeTimeoutError, MessageDecodeError
 
 from .receipts import Receipt, ReceiptBook, decode_receipt, encode_receipt, is_receipt
+from .security import apply_security
 
 __all__ = ["Endpoint", "ReceiptSender", "SubscriptionCounter", "deadline_remaining_ms"]
 
@@ -62,20 +64,36 @@ class Endpoint:
         self.socket.setsockopt(zmq.RCVHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, int(linger_s * 1000))
         self._closed = False
+        self._curve = None
         try:
+            self._curve = apply_security(self.socket, self._context, address, bind=bind)
             if bind:
                 # "tcp://host:0" asks for any free port, as "tcp://host:*" does in ZeroMQ.
                 self.socket.bind(address[:-2] + ":*" if address.endswith(":0") else address)
                 self.address = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+                if self._curve is not None:
+                    self._curve.address = self.address
             else:
                 self.socket.connect(address)
                 self.address = address
-        except zmq.ZMQError as exc:
-            self.socket.close(linger=0)
-            if self._owned_context is not None:
-                self._owned_context.term()
+        except (zmq.ZMQError, ConfigError) as exc:
+            self._release(linger_ms=0)
+            if isinstance(exc, ConfigError):
+                raise
             raise ConfigError(f"endpoint {address!r}: cannot {'bind' if bind else 'connect'} ({exc})") from exc
         self.bound = bind
+
+    def _release(self, linger_ms: int | None) -> None:
+        self.socket.close(linger=linger_ms)
+        if self._curve is not None:  # its ZAP handler's sockets go before the context ends
+            self._curve.close()
+        if self._owned_context is not None:
+            self._owned_context.term()
+
+    @property
+    def refused_clients(self) -> int:
+        """Clients a CURVE server refused (unauthorised keys); 0 without CURVE or when connecting."""
+        return 0 if self._curve is None else self._curve.refused
 
     def _check_open(self) -> None:
         if self._closed:
@@ -91,9 +109,7 @@ class Endpoint:
         they have left (handed to the kernel) or the linger has run out."""
         if not self._closed:
             self._closed = True
-            self.socket.close(linger=None if linger_s is None else int(linger_s * 1000))
-            if self._owned_context is not None:
-                self._owned_context.term()
+            self._release(None if linger_s is None else int(linger_s * 1000))
 
     def __enter__(self):
         return self
