@@ -15,9 +15,11 @@ show as gaps in their sequence numbers; they are fetched from the recorder's run
 (:mod:`.delivery`) and handed to the analysis in their place, so it sees every recorded frame
 in order. What came live, from the file, or not at all is the run's :class:`RunDelivery`.
 
-Frames that arrive before their run's start document wait (bounded by ``max_pending``). Once a
-run is over, the consumer confirms to the publishers what it received of it (documents, frames
-per stream; :mod:`streaming.wire.receipts`), or at its start that it takes no part in it.
+Frames that arrive before their run's start document wait (bounded by ``max_pending``); a run
+whose start never comes began before the consumer did, and is caught up on from the recorder's
+file, then followed live (:mod:`.catchup`). Once a run is over, the consumer confirms to the
+publishers what it received of it (documents, frames per stream; :mod:`streaming.wire.receipts`),
+or at its start that it takes no part in it.
 Replays (:mod:`streaming.store.replay`) go through the same sockets, so a replayed run gives the
 same results as the live one. An analysis that raises is logged and counted; the consumer
 goes on with the next message.
@@ -28,11 +30,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from streaming.wire.products import ProductPublisher
 from streaming.wire.protocol import Frame
@@ -45,8 +46,10 @@ from streaming.wire.transport import (
     FrameSubscriber,
 )
 
-from .delivery import RecordedFrames, RunDelivery, SourceFrames
+from .catchup import LateRuns
+from .delivery import RecordedFrames, RunDelivery
 from .products import LiveProducts
+from .runs import Analysis, RunProgress, RunState
 
 __all__ = ["SOURCE_SEQ", "Analysis", "Consumer", "ConsumerThread", "RunDelivery", "RunProgress"]
 
@@ -55,66 +58,6 @@ logger = logging.getLogger(__name__)
 #: The index a derived frame (a worker's pattern, stream ``"<source>.<what>"``) carries its
 #: source frame's sequence number in, so a builder knows which source frames it never got.
 SOURCE_SEQ = "source_seq"
-
-
-class Analysis(Protocol):
-    """What a consumer runs for one run (see the module docstring)."""
-
-    streams: tuple[str, ...]
-    """Frame streams it wants (the detectors' names)."""
-
-    def document(self, name: str, doc: dict[str, Any]) -> None:
-        """Every document of the run after its start (events, stream datums, ...)."""
-
-    def frame(self, frame: Frame) -> None:
-        """One frame of the run, of one of :attr:`streams`, in arrival order (a batch of frames
-        only to an analysis whose ``takes_batches`` is true; others get its frames one by one)."""
-
-    def finish(self, stop: dict[str, Any] | None) -> None:
-        """The run is over: write the results (``stop`` is None when the consumer closes first).
-
-        An analysis with a ``delivery`` attribute gets the run's :class:`RunDelivery` there
-        just before, to write and report with its results. One with a ``progress()`` method
-        says where it is (``"scan 2: 37/48 lines"``) for progress bars (:meth:`Consumer.progress`)."""
-
-
-@dataclass(frozen=True)
-class RunProgress:
-    """Where a run in progress stands in a consumer (read from another thread)."""
-
-    uid: str
-    frames_analysed: int
-    """Frames handed to the analysis so far (of the streams it takes)."""
-    frames_announced: int
-    """Frames of those streams the StreamDatum documents announced so far."""
-    status: str
-    """The analysis' own words (its ``progress()``), or ``""``."""
-
-
-class _Run:
-    def __init__(self, analysis: Analysis, start: dict[str, Any], recorded: RecordedFrames) -> None:
-        self.analysis = analysis
-        self.start = start
-        self.stop: dict[str, Any] | None = None
-        self.stopped_at: float | None = None
-        self.last_frame_at = 0.0
-        self.descriptors: set[str] = set()
-        self.resources: dict[str, str] = {}  # stream resource uid -> frame stream
-        self.expected: Counter[str] = Counter()  # frames announced per stream
-        self.received: Counter[str] = Counter()
-        self.n_analysed = 0  # frames handed to the analysis
-        self.n_documents = 1  # the start
-        self.frames_by_stream: Counter[str] = Counter()  # as received, for the run's receipt
-        self.next_seq: Counter[str] = Counter()  # per stream, the sequence number expected next
-        self.refilled: dict[str, set[int]] = {}  # per stream, sequence numbers fetched from the file
-        self.deferred: dict[str, list[int]] = {}  # missed before the run's file was named (StreamResource)
-        self.sources_seen = SourceFrames()  # which source frames came as a worker's pattern
-        self.recorded = recorded
-        self.delivery = RunDelivery()
-
-    @property
-    def all_frames_in(self) -> bool:
-        return all(self.received[stream] >= n for stream, n in self.expected.items())
 
 
 class Consumer:
@@ -149,6 +92,8 @@ class Consumer:
         Where the recorder's files are, if not where the runs' StreamResources say.
     backfill_timeout_s : float
         How long to wait for the recorder to flush a missing frame.
+    catch_up : bool
+        Analyse a run that began before this consumer, from the recorder's file in ``run_directory``.
     paced_by_sender : bool
         The publisher waits for this consumer (a replay, ``operando analyze``): a full
         receive buffer is expected, not warned about.
@@ -172,6 +117,7 @@ class Consumer:
         backfill: bool = True,
         run_directory: Path | None = None,
         backfill_timeout_s: float = 10.0,
+        catch_up: bool = True,
         paced_by_sender: bool = False,
         products: ProductPublisher | None = None,
     ) -> None:
@@ -189,10 +135,11 @@ class Consumer:
         self._fills_gaps = backfill and frame_pattern == "sub"
         self._fills_sources = backfill and frame_pattern == "pull" and frame_bind
         self._run_directory, self._backfill_timeout_s = run_directory, backfill_timeout_s
+        self.late_runs = LateRuns(run_directory, timeout_s=backfill_timeout_s) if catch_up else None
         self.linger_s = linger_s
         self.max_per_poll = max_per_poll
         self._pending: deque[Frame] = deque(maxlen=max_pending)
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, RunState] = {}
         self._ignored: set[str] = set()
         self.finished: list[Analysis] = []
         self._last_finished: Analysis | None = None
@@ -224,6 +171,7 @@ class Consumer:
             if handled >= self.max_per_poll:  # a bounded batch: the end-of-run checks come too
                 break
             received = self.receiver.get(0)
+        self._catch_up()
         self._finish_done_runs()
         self._publish_products()
         self.receiver.log_rates()
@@ -287,7 +235,9 @@ class Consumer:
             if not self._runs:  # the buffer's peak is told per run
                 self.receiver.reset_peaks()
             recorded = RecordedFrames(run_directory=self._run_directory, timeout_s=self._backfill_timeout_s)
-            self._runs[doc["uid"]] = _Run(analysis, doc, recorded)
+            self._runs[doc["uid"]] = RunState(analysis, doc, recorded)
+            if self.late_runs is not None:
+                self.late_runs.started(doc["uid"])
             self._last_finished = None  # its volumes go: one run's at a time
             waiting = [f for f in self._pending if f.header.run_uid == doc["uid"]]
             self._pending = deque((f for f in self._pending if f.header.run_uid != doc["uid"]), self._pending.maxlen)
@@ -296,6 +246,11 @@ class Consumer:
             return
         run = self._run_of(doc)
         if run is None:
+            if self.late_runs is not None and doc.get("run_start") not in self._ignored:
+                self.late_runs.document_without_run(name, doc)
+            return
+        if doc.get("uid") in run.from_file:  # caught up on from the file already
+            run.from_file.discard(doc["uid"])
             return
         run.n_documents += 1
         if name == "descriptor":
@@ -315,7 +270,7 @@ class Consumer:
         else:
             run.analysis.document(name, doc)
 
-    def _run_of(self, doc: dict[str, Any]) -> _Run | None:
+    def _run_of(self, doc: dict[str, Any]) -> RunState | None:
         run_start = doc.get("run_start")
         if run_start in self._runs:
             return self._runs[run_start]
@@ -331,6 +286,8 @@ class Consumer:
         if run is None:
             if uid not in self._ignored:
                 self._pending.append(frame)
+                if self.late_runs is not None:
+                    self.late_runs.frame_without_run(uid, frame.header.stream, frame.header.seq)
             return
         if self._fills_gaps:
             stream, seq = frame.header.stream, frame.header.seq
@@ -344,7 +301,7 @@ class Consumer:
         run.delivery.live[frame.header.stream] += frame.header.n_frames
         self._deliver(run, frame)
 
-    def _deliver(self, run: _Run, frame: Frame) -> None:
+    def _deliver(self, run: RunState, frame: Frame) -> None:
         # a derived stream ("pilatus.integrated": one result per frame of "pilatus", made by
         # workers) counts towards the frames its source announced
         n_frames = frame.header.n_frames
@@ -361,7 +318,30 @@ class Consumer:
             for one in frame.frames():
                 run.analysis.frame(one)
 
-    def _backfill(self, run: _Run, stream: str, seqs: Iterable[int], *, at_the_end: bool = False) -> None:
+    def _catch_up(self) -> None:
+        """Runs that began before this consumer: their documents so far from the recorder's
+        file, then those held back, then the frames waiting (:mod:`.catchup`)."""
+        if self.late_runs is None:
+            return
+        for uid, path, documents in self.late_runs.due():
+            if uid in self._runs or not documents or documents[0][0] != "start":
+                continue
+            waiting = [f for f in self._pending if f.header.run_uid == uid]
+            self._pending = deque((f for f in self._pending if f.header.run_uid != uid), self._pending.maxlen)
+            self._guard(self._on_document, *documents[0])
+            run = self._runs.get(uid)
+            if run is None:  # not this consumer's
+                continue
+            run.recorded.path = path  # its StreamResource may say where, with run_directory, as well
+            for name, doc in documents[1:]:
+                self._guard(self._on_document, name, doc)
+            run.from_file = {doc["uid"] for _, doc in documents[1:] if "uid" in doc}
+            for name, doc in self.late_runs.take_held():
+                self._guard(self._on_document, name, doc)
+            for frame in waiting:
+                self._guard(self._on_frame, frame)
+
+    def _backfill(self, run: RunState, stream: str, seqs: Iterable[int], *, at_the_end: bool = False) -> None:
         """The frames ``seqs`` of ``stream`` that never came, from the recorder's file, in order
         (or as soon as a StreamResource names the file: an analysis places frames by index)."""
         wanted = list(seqs)

@@ -187,11 +187,12 @@ def _run_mode(  # noqa: PLR0917
     XRD-CT with ``xrdct.workers`` > 1, a frame distributor and that many integration worker
     processes feeding it patterns)."""
     n_workers = config.xrdct.workers if mode == "xrdct" and analysed else 1
-    consumer = helpers = None
+    consumer = helpers = watch = None
     completed = False
     try:
         if analysed:
-            consumer = ConsumerProcess(mode, config, documents.address, frames.address, take_patterns=n_workers > 1)
+            watch = _RestartOnce(mode, config, documents.address, frames.address, take_patterns=n_workers > 1)
+            consumer = watch.process
             helpers = _start_integration_workers(config, documents, frames, consumer, n_workers)
             documents.wait_for_subscribers(1 + n_workers + (n_workers > 1), timeout_s=60)
             frames.wait_for_subscribers(2, timeout_s=60)  # the recorder and the analysis (or distributor)
@@ -199,18 +200,23 @@ def _run_mode(  # noqa: PLR0917
         write = write_above_bars(table_file) if table_file is not None else io.StringIO().write
         table = LiveTable(["potentiostat_voltage", "potentiostat_current", "potentiostat_capacity"],
                           stream_name="primary", out=write)  # fmt: skip
-        token = run_engine.subscribe(table)
+        tokens = [run_engine.subscribe(table), *([run_engine.subscribe(watch)] if watch is not None else [])]
         started = time.monotonic()
         try:
             (uid,) = run_engine(plan)
         finally:
-            run_engine.unsubscribe(token)
+            for token in tokens:
+                run_engine.unsubscribe(token)
         result.elapsed_s[mode] = time.monotonic() - started
         result.run_files[mode] = recorder.wait_closed(uid, timeout_s=120)
-        if consumer is not None:
+        if watch is not None:
+            consumer = watch.check(uid)
             result.reports[mode] = consumer.wait_finished(uid, timeout_s=600).report
         completed = True
     finally:
+        if watch is not None:
+            consumer = watch.process
+            watch.forget_the_dead()
         # a failure to stop is raised only if nothing else is on its way out
         _stop_all([*(helpers or []), *([consumer] if consumer is not None else [])], raise_first=completed)
         if consumer is not None:
@@ -218,6 +224,43 @@ def _run_mode(  # noqa: PLR0917
             # consumer, or that wait would count this one's stale subscriptions
             _wait_for(lambda: documents.n_subscriptions <= 1 and frames.n_subscriptions <= 1, 30,
                       f"the {mode} analysis did not unsubscribe")  # fmt: skip
+
+
+class _RestartOnce:
+    """A mode's analysis process, restarted once if it dies: the new one catches up on the run
+    under way (or just ended) from the recorder's file, then follows it live
+    (:mod:`streaming.analysis.catchup`). A RunEngine callback, so that a death is noticed at
+    the next document. With integration workers (their builder's port would change), not
+    restarted."""
+
+    def __init__(self, mode: str, config: OperandoConfig, *addresses: str, take_patterns: bool) -> None:
+        self._start = lambda run_uid: ConsumerProcess(mode, config, *addresses, take_patterns=take_patterns,
+                                                      catch_up=run_uid)  # fmt: skip
+        self.restartable = not take_patterns
+        self.process = self._start(None)
+        self.dead: ConsumerProcess | None = None
+        self.run_uid: str | None = None
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "start":
+            self.run_uid = doc["uid"]
+        self.check(self.run_uid)
+
+    def check(self, run_uid: str | None) -> ConsumerProcess:
+        """The analysis process, a new one if it died (once)."""
+        if self.process.exitcode is not None and self.dead is None and self.restartable:
+            logger.warning("the %s process died (exit code %s); restarted it, once: it catches up on run %s "
+                           "from the recorder's file", self.process.name, self.process.exitcode, run_uid)  # fmt: skip
+            self.dead, self.process = self.process, self._start(run_uid)
+        return self.process
+
+    def forget_the_dead(self) -> None:
+        """Collect the process that died (what it said is logged, not raised)."""
+        if self.dead is not None:
+            try:
+                self.dead.stop(timeout_s=5)
+            except OperandoStreamError as error:
+                logger.warning("%s", error)
 
 
 def _start_integration_workers(

@@ -86,8 +86,9 @@ def _record(config: Any, stop: Any, events: Any) -> None:
 
 
 def _consume(  # noqa: PLR0917
-    mode: str, config: Any, document_address: str, frame_address: str, take_patterns: bool, stop: Any, events: Any
-) -> None:
+    mode: str, config: Any, document_address: str, frame_address: str, take_patterns: bool, catch_up: str | None,
+    stop: Any, events: Any,
+) -> None:  # fmt: skip
     import os
 
     import numba
@@ -104,13 +105,17 @@ def _consume(  # noqa: PLR0917
         with _failures_told(events):
             factory = default_analyses(config)[mode]
             products = open_products(config)
+            # the main job's recorder writes into out_dir: runs missed are caught up on from there
             live = {**config.live.consumer_options(), "products": products}
+            live["run_directory"] = live["run_directory"] or Path(config.out_dir)
             if take_patterns:  # integration workers' patterns, fanned in on a port of its own
                 consumer = Consumer(factory, document_address=document_address, frame_address=_LOOPBACK_ANY_PORT,
                                     frame_pattern="pull", frame_bind=True, **live)  # fmt: skip
                 events.put(("ready", consumer.frames.address))
             else:
                 consumer = Consumer(factory, document_address=document_address, frame_address=frame_address, **live)
+            if catch_up is not None and consumer.late_runs is not None:  # a restart: the run it took over
+                consumer.late_runs.expect(catch_up)
             while not stop.is_set() and _parent_alive():
                 consumer.poll(_POLL_S)
                 for analysis in consumer.finished:
@@ -296,13 +301,23 @@ class ConsumerProcess(_ServiceProcess):
     take_patterns : bool
         Take integrated patterns from :class:`IntegrationWorkerProcess` es instead of frames:
         the process binds a port of its own for them (:meth:`wait_ready` gives it).
+    catch_up : str or None
+        A run under way (or just ended) to analyse from the recorder's file, then live: a
+        restarted analysis's (:mod:`streaming.analysis.catchup`).
     """
 
     def __init__(
-        self, mode: str, config: Any, document_address: str, frame_address: str, *, take_patterns: bool = False
-    ) -> None:
+        self, mode: str, config: Any, document_address: str, frame_address: str, *, take_patterns: bool = False,
+        catch_up: str | None = None,
+    ) -> None:  # fmt: skip
         self.finished: dict[str, FinishedAnalysis] = {}
-        super().__init__(f"{mode} analysis", _consume, mode, config, document_address, frame_address, take_patterns)
+        super().__init__(f"{mode} analysis", _consume, mode, config, document_address, frame_address, take_patterns,
+                         catch_up)  # fmt: skip
+
+    @property
+    def exitcode(self) -> int | None:
+        """None while the process runs."""
+        return self._process.exitcode
 
     def _handle(self, kind: str, payload: Any) -> None:
         if kind == "finished":

@@ -1,6 +1,7 @@
 """The names of a run's files: its run file, and the analysis files linked from it.
 
-- :func:`run_file_name`: ``YYYYmmdd-HHMMSS_scan<id>_<uid8>.h5``, from the run's start document.
+- :func:`run_file_name`: ``YYYYmmdd-HHMMSS_scan<id>_<uid8>.h5``, from the run's start document
+  (:func:`run_file_glob` finds it from the uid alone).
 - :func:`analysis_file_name`: ``<run file stem>.<analysis>.h5``, beside the run file, and
   :func:`analysis_of`, its inverse.
 """
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["analysis_file_name", "analysis_of", "run_file_name"]
+__all__ = ["analysis_file_name", "analysis_of", "run_file_glob", "run_file_name"]
 
 
 def _safe_name(text: str, max_length: int = 36) -> str:
@@ -31,6 +32,11 @@ def run_file_name(run_uid: str, start: dict[str, Any] | None) -> str:
     scan_id = start.get("scan_id")
     scan = f"_scan{scan_id:05d}" if isinstance(scan_id, int) and not isinstance(scan_id, bool) else ""
     return f"{stamp}{scan}_{_safe_name(run_uid, 8)}.h5"
+
+
+def run_file_glob(run_uid: str) -> str:
+    """A glob matching the file :func:`run_file_name` gives ``run_uid`` (whatever its start)."""
+    return f"*_{_safe_name(run_uid, 8)}.h5"
 
 
 def analysis_file_name(run_file: Path | str, analysis: str) -> str:

@@ -101,9 +101,9 @@ def test_a_bound_receiver_accepts_frames_only_from_authorised_senders(keys):
         builder = FrameSubscriber(LOOPBACK, pattern="pull", bind=True)
         worker = FramePublisher(builder.address, pattern="push", bind=False)
     with secured(Security(keys=keys, client="intruder")):
-        forger = FramePublisher(builder.address, pattern="push", bind=False)
+        forger = FramePublisher(builder.address, pattern="push", bind=False, linger_s=0)
     with builder, worker, forger:
-        for i in range(5):
+        for _ in range(5):
             forger.publish("pilatus.integrated", np.full(8, -1.0, "<f4"), run_uid="r")
         wait_until(lambda: builder.refused_clients >= 1)
         sent = [worker.publish("pilatus.integrated", np.full(8, i, "<f4"), run_uid="r") for i in range(5)]
@@ -164,7 +164,7 @@ def test_keys_are_made_once_and_secrets_kept_private(tmp_path):
 
 
 def test_missing_key_files_are_one_line_naming_the_setting(tmp_path):
-    with pytest.raises(ConfigError, match="security.keys: no such folder"):
+    with pytest.raises(ConfigError, match=r"security\.keys: no such folder"):
         use_security(Security(keys=tmp_path / "nowhere"))
     client_only = tmp_path / "client-only"
     make_keys(client_only)
