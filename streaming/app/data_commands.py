@@ -47,7 +47,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     recorder.run(stop)
     for run_uid, path in recorder.files.items():
         print(f"{run_uid}  {path}")
-    return 0
+    for run_uid, full in recorder.storage_full.items():
+        print(f"operando record: error: {full.line(run_uid)}", file=sys.stderr, flush=True)
+    return 1 if recorder.storage_full else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +37,13 @@ class DemoResult:
     stream_s: float
 
 
-def publish_synthetic_run(run: SyntheticRun, documents: DocumentPublisher, frames: FramePublisher) -> str:
-    """Send a synthetic run's documents and frames; returns its run uid."""
-    run_uid = ""
+def publish_synthetic_run(
+    run: SyntheticRun, documents: DocumentPublisher, frames: FramePublisher,
+    after_frame: Callable[[int], None] | None = None,
+) -> str:  # fmt: skip
+    """Send a synthetic run's documents and frames; returns its run uid. ``after_frame(n)`` is
+    called after the n-th frame is sent (a test's hook to act mid-run)."""
+    run_uid, n_sent = "", 0
     for message in run.messages():
         if isinstance(message, SyntheticDocument):
             documents(message.name, message.doc)
@@ -53,6 +58,9 @@ def publish_synthetic_run(run: SyntheticRun, documents: DocumentPublisher, frame
                 indices=message.indices,
                 timestamp=message.timestamp,
             )
+            n_sent += 1
+            if after_frame is not None:
+                after_frame(n_sent)
     return run_uid
 
 

@@ -8,6 +8,7 @@
 - :mod:`.recorderconfig`: the recorder's settings.
 - :mod:`.routing`: which run each message belongs to; frames waiting for their run's start.
 - :mod:`.recorder`: the system of record, subscribed to both channels.
+- :mod:`.storage`: a full disk under the recorder, and what a run lost to it.
 - :mod:`.replay`: a recorded run published again through the same channels.
 
 Imports the wire layer and :mod:`streaming.errors`, nothing above.

@@ -18,13 +18,17 @@ still reopens the file and is appended, never dropped (a frame waits ``pending_t
 first, in case its run is being sent again and its start document is still on its way). A
 start document for a run already recorded and closed (a replay of it) starts a new file. A
 message that cannot be written is logged and counted (``write_errors``); it does not end the
-recording. When a run's file closes, the recorder confirms to the publishers what it recorded of the run (documents,
+recording. When the storage is full (no space, a quota, a file-size limit) a run's file is
+closed where it stands, readable up to its last flush, and what comes for the run afterwards
+is counted as lost (``storage_full``), not written; other runs go on. When a run's file
+closes, the recorder confirms to the publishers what it recorded of the run (documents,
 frames per stream; :mod:`streaming.wire.receipts`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -45,8 +49,9 @@ from .filenames import run_file_name
 from .recorderconfig import RecorderConfig
 from .routing import RunRouter
 from .runfile import RunFileWriter
+from .storage import StorageFull, is_storage_full, readable
 
-__all__ = ["Recorder", "RecorderConfig", "RecorderThread", "run_file_name"]
+__all__ = ["Recorder", "RecorderConfig", "RecorderThread", "StorageFull", "run_file_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +131,8 @@ class Recorder:
         self._arrival = 0
         self._last_flush = monotonic()
         self.write_errors = 0
+        #: Runs whose storage filled up, by uid (:class:`StorageFull`).
+        self.storage_full: dict[str, StorageFull] = {}
         #: Every run seen, by uid, and the path of its file.
         self.files: dict[str, Path] = {}
         #: uids of the runs whose files are closed (complete on disk).
@@ -154,15 +161,50 @@ class Recorder:
                     self._on_frame(item, recv_time)
                 else:
                     self._on_document(*item, recv_time)
-            except Exception:  # one message that cannot be written must not end the recording
-                self.write_errors += 1
-                if self.write_errors in (1, 10, 100) or self.write_errors % 1000 == 0:
-                    logger.exception("could not record a message (#%d)", self.write_errors)
+            except OSError as error:
+                failed = {"frames": item.header.n_frames} if kind == "frame" else {"documents": 1}
+                if not is_storage_full(error) or not self._on_storage_full(error, **failed):
+                    self._count_write_error(error)
+            except Exception as error:  # one message that cannot be written must not end the recording
+                self._count_write_error(error)
             if n >= _PER_POLL:  # the flushes and closes of housekeeping come too
                 break
             received = self.receiver.get(0)
         self._housekeeping()
         return n
+
+    def _count_write_error(self, error: Exception) -> None:
+        self.write_errors += 1
+        if self.write_errors in (1, 10, 100) or self.write_errors % 1000 == 0:
+            logger.error("could not record a message (#%d)", self.write_errors, exc_info=error)
+
+    def _on_storage_full(self, error: OSError, *, frames: int = 0, documents: int = 0) -> bool:
+        """The open run whose file ``error`` names can grow no more: close it where it stands,
+        and count what of the run its file does not hold (``frames``, ``documents``: the
+        message that failed)."""
+        for run_uid, run in list(self._runs.items()):
+            if str(run.writer.path) in str(error) or len(self._runs) == 1:
+                del self._runs[run_uid]
+                run.writer.abandon()
+                self.closed_runs.add(run_uid)
+                recorded, (readable_frames, readable_documents) = self._recorded[run_uid], readable(run.writer.path)
+                self.storage_full[run_uid] = StorageFull(
+                    run.writer.path, os.strerror(error.errno),
+                    frames_lost=sum(recorded.frames.values()) + frames - readable_frames,
+                    documents_lost=recorded.documents + documents - readable_documents,
+                )  # fmt: skip
+                self.write_errors += 1
+                logger.error("%s", self.storage_full[run_uid].line(run_uid).split("; ", 1)[0] + "; recording of "
+                             "this run stopped, what comes for it is counted as lost")  # fmt: skip
+                return True
+        return False
+
+    def _lost_to_full_storage(self, run_uid: str, *, frames: int = 0, documents: int = 0) -> bool:
+        full = self.storage_full.get(run_uid)
+        if full is not None:
+            full.frames_lost += frames
+            full.documents_lost += documents
+        return full is not None
 
     def run(self, stop: threading.Event) -> None:
         """Record until ``stop`` is set, then record what already arrived and :meth:`close`."""
@@ -188,6 +230,8 @@ class Recorder:
 
     def _on_document(self, name: str, doc: dict[str, Any], now: float) -> None:
         run_uid = self._router.route(name, doc)
+        if run_uid is not None and self._lost_to_full_storage(run_uid, documents=1):
+            return
         if run_uid is None:
             self.unroutable_documents += 1
             logger.warning("%s document %s belongs to no run this recorder saw start", name, doc.get("uid"))
@@ -223,6 +267,8 @@ class Recorder:
                 missing = self.sequences.counts[(header.run_uid, header.stream)].missing
                 logger.warning("gap #%d in %s: %d frames missing so far", self._gap_events, header.stream, missing)
         run_uid = header.run_uid
+        if self._lost_to_full_storage(run_uid, frames=header.n_frames):
+            return
         if run_uid not in self._runs:
             # arrival indices are given when written, after the start document; a closed run's
             # frame waits too: it may be the first of the run sent again (a replay), whose
@@ -300,17 +346,19 @@ class Recorder:
                 logger.warning("frames of run %s arrived without its start document", run_uid)
             self._open_run(run_uid, self._clock())
         if now - self._last_flush >= self.config.flush_interval_s:
-            for run_uid, run in self._runs.items():
-                self._flush_run(run_uid, run)
-            self._last_flush = now
+            self.flush()
         for run_uid, run in list(self._runs.items()):
             if run.stopped and now - run.last_activity > self.config.linger_s:
                 self._close_run(run_uid)
 
     def flush(self) -> None:
         """Flush every open run now."""
-        for run_uid, run in self._runs.items():
-            self._flush_run(run_uid, run)
+        for run_uid, run in list(self._runs.items()):
+            try:
+                self._flush_run(run_uid, run)
+            except OSError as error:
+                if not is_storage_full(error) or not self._on_storage_full(error):
+                    raise
         self._last_flush = self._monotonic()
 
     def close(self) -> None:

@@ -297,6 +297,16 @@ class RunFileWriter:
         self.closed = True
         logger.info("closed %s (%d documents)", self.path, self.n_documents)
 
+    def abandon(self) -> None:
+        """Close the file without writing more (its storage is full): what was flushed stays
+        readable (SWMR); HDF5's complaints about what it could not write are ignored."""
+        if not self.closed:
+            self.closed = True
+            try:
+                self._file.close()
+            except Exception as error:  # the close flushes what the full storage refuses
+                logger.debug("closing %s after a write failure: %s", self.path, error)
+
 
 POTENTIOSTAT_STREAM = "potentiostat"
 _POTENTIOSTAT_UNITS = {"time": "s", "voltage": "V", "current": "A", "capacity": "mAh", "step_time": "s"}
