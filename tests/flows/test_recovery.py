@@ -95,3 +95,36 @@ def test_the_main_job_restarts_a_killed_analysis_once_and_it_catches_up(tmp_path
     (sidecar,) = out.glob("*.xrdct.h5")
     assert_same_xrdct(sidecar, _analysed_again(recorded, tmp_path / "analyzed") / sidecar.name)
     assert "frames:" in stdout
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_integration_worker_costs_no_frame(tmp_path):
+    """Two integration workers; one is killed mid-scan. The distributor hands the frames on to
+    the other; those the dead one held come raw from the recorder's file to the builder."""
+    out = tmp_path / "demo"
+    demo = subprocess.Popen([*OPERANDO, "demo", "xrdct", "--preset", "tiny", "--set", "xrdct.n_scans=1",
+                             "--set", "xrdct.workers=2", "--no-dashboard", "-q", "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        out.mkdir(exist_ok=True)
+        wait_until(lambda: _frames_recorded(out) >= 300, timeout_s=300)
+        # spawned in order: the recorder, the builder, the distributor, then the workers
+        spawned = [child for child in psutil.Process(demo.pid).children() if "spawn_main" in " ".join(child.cmdline())]
+        spawned.sort(key=lambda child: child.create_time())
+        assert len(spawned) == 5
+        spawned[3].send_signal(signal.SIGKILL)
+        stdout, stderr = demo.communicate(timeout=600)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 0, stderr[-3000:]
+    report = re.search(r"frames: (\d+) live, (\d+) from the recorder's file, (\d+) lost to both", stdout)
+    assert report, stdout[-3000:]
+    live, from_file, lost = (int(n) for n in report.groups())
+    (recorded,) = (path for path in out.glob("*.h5") if path.suffixes == [".h5"])
+    with RunFileReader(recorded) as reader:
+        n_frames = reader.n_frames("pilatus")
+    assert lost == 0 and live + from_file == n_frames
+    (sidecar,) = out.glob("*.xrdct.h5")
+    assert_same_xrdct(sidecar, _analysed_again(recorded, tmp_path / "analyzed") / sidecar.name)
