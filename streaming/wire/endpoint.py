@@ -91,8 +91,9 @@ class Endpoint:
             self._owned_context.term()
 
     @property
-    def refused_clients(self) -> int:
-        """Clients a CURVE server refused (unauthorised keys); 0 without CURVE or when connecting."""
+    def refused_handshakes(self) -> int:
+        """Handshakes a CURVE server refused (unauthorised keys; a client that reconnects is
+        refused each time); 0 without CURVE or when connecting."""
         return 0 if self._curve is None else self._curve.refused
 
     def _check_open(self) -> None:

@@ -19,14 +19,15 @@ The key folder (``operando keys DIR``)::
     DIR/<client>.key, DIR/<client>.key_secret   a client's pair (on the hosts that connect)
     DIR/authorized/<client>.key                 public keys the servers accept
 
-Without keys, a socket may bind only to loopback (``127.0.0.0/8``, ``::1``, ``localhost``),
-``ipc://`` or ``inproc://``; anything wider is refused unless ``insecure`` says so.
+Without keys, a socket may bind only to loopback (``127.0.0.0/8``, ``::1``), ``ipc://`` or
+``inproc://``; anything wider is refused unless ``insecure`` says so.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ class Security:
     def check(self) -> Security:
         """Raise :class:`ConfigError` (naming the setting) unless the folder holds what it needs."""
         if self.keys is not None:
+            if not zmq.has("curve"):
+                raise ConfigError("security.keys: this libzmq was built without CURVE")
             if not Path(self.keys).is_dir():
                 raise ConfigError(f"security.keys: no such folder: {self.keys} (make one with `operando keys DIR`)")
             has_pair = any(_pair_path(self.keys, name).is_file() for name in (SERVER_KEY, self.client))
@@ -96,14 +99,24 @@ class Security:
         if not path.is_file():
             raise ConfigError(f"security.keys: {path} is missing (the servers' public key, needed to connect to "
                               f"{address})")  # fmt: skip
-        public, _ = zmq.auth.load_certificate(path)
+        public, _ = _load_certificate(path)
         return public
 
     def authorized_keys(self) -> set[bytes]:
         folder = Path(self.keys) / AUTHORIZED
         if not folder.is_dir():
             return set()
-        return set(zmq.auth.load_certificates(folder))
+        try:
+            return set(zmq.auth.load_certificates(folder))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"security.keys: {folder} holds a file that is not a public key ({error})") from None
+
+
+def _load_certificate(path: Path) -> tuple[bytes, bytes | None]:
+    try:
+        return zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"security.keys: {path} is not a key file `operando keys` wrote ({error})") from None
 
 
 def _pair_path(folder: Path, name: str) -> Path:
@@ -114,7 +127,7 @@ def _load_pair(folder: Path, name: str, why: str) -> tuple[bytes, bytes]:
     path = _pair_path(folder, name)
     if not path.is_file():
         raise ConfigError(f"security.keys: {path} is missing ({why}; make it with `operando keys {folder}`)")
-    public, secret = zmq.auth.load_certificate(path)
+    public, secret = _load_certificate(path)
     if secret is None:
         raise ConfigError(f"security.keys: {path} holds no secret key")
     return public, secret
@@ -140,17 +153,23 @@ def make_keys(folder: Path, clients: tuple[str, ...] = (DEFAULT_CLIENT,)) -> lis
     each client; returns the files written. Secret files are readable by their owner only.
     An existing client pair is never overwritten (its holders would be locked out)."""
     folder = Path(folder)
-    (folder / AUTHORIZED).mkdir(parents=True, exist_ok=True)
+    for name in clients:
+        if not name.replace("-", "").replace("_", "").isalnum() or name in (SERVER_KEY, AUTHORIZED):
+            raise ConfigError(f"keys: a client's name is letters, digits, - and _ (not {SERVER_KEY!r}), got {name!r}")
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (folder / AUTHORIZED).mkdir(exist_ok=True)
     written = []
     for name in (SERVER_KEY, *clients):
-        if not name.replace("-", "").replace("_", "").isalnum() or name == AUTHORIZED:
-            raise ConfigError(f"keys: a key's name is letters, digits, - and _, got {name!r}")
         if _pair_path(folder, name).exists():
             if name != SERVER_KEY:
                 raise ConfigError(f"keys: {_pair_path(folder, name)} exists; choose another client name")
             continue
-        public, secret = zmq.auth.create_certificates(folder, name)
-        Path(secret).chmod(0o600)
+        umask = os.umask(0o077)  # the secret is never readable by others, not even for a moment
+        try:
+            public, secret = zmq.auth.create_certificates(folder, name)
+        finally:
+            os.umask(umask)
+        Path(public).chmod(0o644)
         written += [Path(public), Path(secret)]
         if name != SERVER_KEY:
             written.append(Path(shutil.copy(public, folder / AUTHORIZED / f"{name}.key")))
@@ -158,14 +177,13 @@ def make_keys(folder: Path, clients: tuple[str, ...] = (DEFAULT_CLIENT,)) -> lis
 
 
 def is_local_address(address: str) -> bool:
-    """Whether ``address`` reaches this machine only: ``ipc://``, ``inproc://``, or TCP on
-    loopback (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    """Whether ``address`` reaches this machine only: ``ipc://``, ``inproc://``, or TCP on a
+    loopback address (``127.0.0.0/8``, ``::1``). Names are not: ZeroMQ binds no host name, and
+    one could resolve elsewhere."""
     transport, _, rest = address.partition("://")
     if transport in ("ipc", "inproc"):
         return True
     host = rest.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # "*", an interface name, a host name: reachable from elsewhere
@@ -203,13 +221,15 @@ class _Authenticators:
             return authenticator
 
     def release(self, context: zmq.Context) -> None:
+        # stopped under the lock: a new handler of the same context binds the ZAP endpoint only
+        # once this one's sockets are closed
         with self._lock:
             authenticator, users = self._by_context[id(context)]
             if users > 1:
                 self._by_context[id(context)] = (authenticator, users - 1)
                 return
             del self._by_context[id(context)]
-        authenticator.stop()
+            authenticator.stop()
 
 
 _authenticators = _Authenticators()
@@ -218,8 +238,8 @@ _domains = iter(range(1, 2**62))
 
 class CurveServer:
     """A bound socket made a CURVE server, accepting the keys of ``security``'s authorised
-    folder (read at bind). Refused clients are counted in :attr:`refused` and logged (the
-    first, the 10th, 100th, then every 1000th)."""
+    folder (read at bind). Refused handshakes (a client reconnecting is refused each time) are
+    counted in :attr:`refused` and logged: the first, the 10th, 100th, then every 1000th."""
 
     def __init__(self, socket: zmq.Socket, context: zmq.Context, address: str, security: Security) -> None:
         self.address = address
@@ -229,13 +249,14 @@ class CurveServer:
         if not self._authorized:
             logger.warning("%s: no authorised client keys in %s/%s; every client will be refused", address,
                            security.keys, AUTHORIZED)  # fmt: skip
-        self._context = context
-        self._domain = f"operando-{next(_domains)}"
-        self._authenticator = _authenticators.acquire(context)
-        self._authenticator.configure_curve_callback(domain=self._domain, credentials_provider=self)
-        socket.zap_domain = self._domain.encode()
         socket.curve_publickey, socket.curve_secretkey = public, secret
         socket.curve_server = True
+        socket.zap_enforce_domain = True  # no ZAP handler answering: refuse, never let anyone in
+        self._context = context
+        self._domain = f"operando-{next(_domains)}"
+        socket.zap_domain = self._domain.encode()
+        self._authenticator = _authenticators.acquire(context)
+        self._authenticator.configure_curve_callback(domain=self._domain, credentials_provider=self)
 
     def callback(self, domain: str, client_public_key: bytes) -> bool:
         """The ZAP handler's question (its thread): is this client's key authorised?"""

@@ -160,6 +160,10 @@ class DocumentSubscriber(ReceiptSender, Endpoint):
         return None
 
 
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)  # fmt: skip
+
+
 class FramePublisher(SubscriptionCounter, Endpoint):
     """Send frames on the frame channel.
 
@@ -218,8 +222,10 @@ class FramePublisher(SubscriptionCounter, Endpoint):
         if pattern == "pub":
             self._init_subscriptions(block_when_full=block_when_full)
         else:
-            self._monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+            self._monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+                                                           | _HANDSHAKE_FAILED)  # fmt: skip
             self._n_peers = 0
+            self._refused_to_end = 0  # failed handshakes (CURVE refusals) whose disconnect is still to come
 
     def wait_for_subscribers(self, n: int = 1, timeout_s: float = 10.0) -> None:
         """Block until ``n`` receivers are connected (subscribed on PUB, handshaken on PUSH)."""
@@ -233,7 +239,14 @@ class FramePublisher(SubscriptionCounter, Endpoint):
                     f"{self._n_peers} of {n} workers connected to {self.address} within {timeout_s} s"
                 )
             event = recv_monitor_message(self._monitor)["event"]
-            self._n_peers += 1 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED else -1
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._n_peers += 1
+            elif event & _HANDSHAKE_FAILED:  # its disconnect follows: not a peer leaving
+                self._refused_to_end += 1
+            elif self._refused_to_end:
+                self._refused_to_end -= 1
+            else:
+                self._n_peers -= 1
 
     def send(self, header: FrameHeader, data: np.ndarray) -> None:
         """Send one frame with an explicit header (used by replay to keep the original one).

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 import zmq.auth
+from zmq.utils.monitor import recv_monitor_message
 
 from streaming.errors import ConfigError
 from streaming.wire.products import Product, ProductPublisher, ProductSubscriber
@@ -50,9 +52,10 @@ def _plain_afterwards() -> Iterator[None]:
     use_security(Security())
 
 
-def _frames_received(subscriber: FrameSubscriber, timeout_s: float) -> list:
+def _frames_received(subscriber: FrameSubscriber, timeout_s: float, n: int | None = None) -> list:
+    """What arrives within ``timeout_s`` (or as soon as ``n`` frames have)."""
     received, deadline = [], time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (n is None or len(received) < n):
         frame = subscriber.recv(0.05)
         if frame is not None:
             received.append(frame)
@@ -69,14 +72,30 @@ def test_an_authorised_client_receives_and_an_unauthorised_one_gets_nothing(keys
         plain = FrameSubscriber(publisher.address)
     with publisher, friend, intruder, plain:
         publisher.wait_for_subscribers(1, timeout_s=10)
-        wait_until(lambda: publisher.refused_clients >= 1)
+        wait_until(lambda: publisher.refused_handshakes >= 1)
         sent = [publisher.publish("pilatus", np.full((16, 16), i, "<u4"), run_uid="r") for i in range(20)]
-        got = _frames_received(friend, 2.0)
+        got = _frames_received(friend, 30.0, n=len(sent))
         assert [frame.header for frame in got] == sent
         assert np.array_equal(got[7].data, np.full((16, 16), 7, "<u4"))
         assert _frames_received(intruder, 0.5) == [] and _frames_received(plain, 0.2) == []
         assert publisher.n_subscriptions == 1  # neither outsider's subscription was accepted
-        assert publisher.refused_clients >= 1  # the unauthorised key (no CURVE: no handshake to refuse)
+        assert publisher.refused_handshakes >= 1  # the unauthorised key (no CURVE: no handshake to refuse)
+
+
+def _handshake_fails(socket: zmq.Socket, timeout_s: float = 20.0) -> bool:
+    """Whether the socket's (repeated) handshakes fail within ``timeout_s``, by its monitor."""
+    failed = {zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+              zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_DISCONNECTED}  # fmt: skip
+    monitor = socket.get_monitor_socket()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while monitor.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            if recv_monitor_message(monitor)["event"] in failed:
+                return True
+        return False
+    finally:
+        socket.disable_monitor()
+        monitor.close()
 
 
 def test_a_client_with_the_wrong_server_key_receives_nothing(keys, tmp_path):
@@ -89,7 +108,7 @@ def test_a_client_with_the_wrong_server_key_receives_nothing(keys, tmp_path):
     with secured(Security(keys=impostor)):
         fooled = DocumentSubscriber(publisher.address)
     with publisher, fooled:
-        time.sleep(0.5)
+        assert _handshake_fails(fooled.socket)
         assert publisher.n_subscriptions == 0
         publisher("start", {"uid": "u", "time": 1.0})
         assert fooled.recv(0.5) is None
@@ -105,9 +124,10 @@ def test_a_bound_receiver_accepts_frames_only_from_authorised_senders(keys):
     with builder, worker, forger:
         for _ in range(5):
             forger.publish("pilatus.integrated", np.full(8, -1.0, "<f4"), run_uid="r")
-        wait_until(lambda: builder.refused_clients >= 1)
+        wait_until(lambda: builder.refused_handshakes >= 1)
         sent = [worker.publish("pilatus.integrated", np.full(8, i, "<f4"), run_uid="r") for i in range(5)]
-        got = _frames_received(builder, 1.5)
+        got = _frames_received(builder, 30.0, n=len(sent))
+        assert _frames_received(builder, 0.3) == []  # and nothing of the forger's after them
     assert [frame.header for frame in got] == sent
     assert all(frame.data[0] >= 0 for frame in got)
 
@@ -119,7 +139,7 @@ def test_products_cross_only_to_authorised_receivers(keys):
     with secured(Security(keys=keys, client="intruder")):
         snoop = ProductSubscriber(publisher.address)
     with publisher, dashboard, snoop:
-        wait_until(lambda: publisher.n_receivers == 1 and publisher.refused_clients >= 1)
+        wait_until(lambda: publisher.n_receivers == 1 and publisher.refused_handshakes >= 1)
         publisher.publish(Product("xrdct.series", {"n": 3}, {"x": np.arange(3.0)}, run_uid="r"))
         product = dashboard.recv(5.0)
         assert product is not None and product.values == {"n": 3}
@@ -139,9 +159,11 @@ def test_binding_beyond_loopback_without_curve_is_refused_in_one_line(address, k
 
 @pytest.mark.parametrize(
     ("address", "local"),
-    [("tcp://127.0.0.1:5577", True), ("tcp://127.3.2.1:1", True), ("tcp://localhost:1", True),
-     ("tcp://[::1]:5577", True), ("ipc:///tmp/x", True), ("inproc://x", True), ("tcp://0.0.0.0:1", False),
-     ("tcp://*:5577", False), ("tcp://10.1.2.3:1", False), ("tcp://eth0:5577", False), ("tcp://[::]:1", False)],
+    [("tcp://127.0.0.1:5577", True), ("tcp://127.3.2.1:1", True), ("tcp://[::1]:5577", True),
+     ("ipc:///tmp/x", True), ("inproc://x", True), ("tcp://0.0.0.0:1", False), ("tcp://*:5577", False),
+     ("tcp://10.1.2.3:1", False), ("tcp://eth0:5577", False), ("tcp://[::]:1", False), ("tcp://localhost:1", False),
+     ("tcp://127.0.0.1.evil:1", False), ("tcp://[::ffff:127.0.0.1]:1", False), ("tcp://eth0;127.0.0.1:1", False),
+     ("tcp://127.0.0.1;0.0.0.0:1", False), ("tcp://127.1:1", False)],
 )  # fmt: skip
 def test_what_counts_as_local(address, local):
     assert is_local_address(address) is local
@@ -161,6 +183,8 @@ def test_keys_are_made_once_and_secrets_kept_private(tmp_path):
     assert len(zmq.auth.load_certificates(folder / "authorized")) == 2
     with pytest.raises(ConfigError, match="exists"):
         make_keys(folder, ("client",))
+    with pytest.raises(ConfigError, match="a client's name"):
+        make_keys(folder, ("server",))
 
 
 def test_missing_key_files_are_one_line_naming_the_setting(tmp_path):
@@ -207,6 +231,26 @@ def test_a_spawned_recorder_takes_its_parents_keys_and_records_a_run(keys, tmp_p
                 path = recorder.wait_closed(run_uid, timeout_s=60)
             finally:
                 recorder.stop()
-            assert documents.refused_clients == frames.refused_clients == 0
+            assert documents.refused_handshakes == frames.refused_handshakes == 0
     with RunFileReader(path) as reader:
         assert reader.n_frames("pilatus") == small_run.n_angles * small_run.n_translations
+
+
+def test_refused_workers_do_not_count_as_connected_ones(keys):
+    """A distributor counts its workers by their handshakes: refusals must not unbalance it."""
+    with secured(Security(keys=keys)):
+        distributor = FramePublisher(LOOPBACK, pattern="push")
+    with secured(Security(keys=keys, client="intruder")):
+        intruder = FrameSubscriber(distributor.address, pattern="pull")
+    with distributor, intruder:
+        wait_until(lambda: distributor.refused_handshakes >= 1)
+        with secured(Security(keys=keys)):
+            workers = [FrameSubscriber(distributor.address, pattern="pull") for _ in range(2)]
+        try:
+            distributor.wait_for_subscribers(2, timeout_s=30)
+            sent = [distributor.publish("pilatus", np.full(4, i, "<u2"), run_uid="r") for i in range(10)]
+            got = [frame.header for worker in workers for frame in _frames_received(worker, 30.0, n=5)]
+        finally:
+            for worker in workers:
+                worker.close()
+    assert sorted(got, key=lambda header: header.seq) == sent
