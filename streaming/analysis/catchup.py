@@ -9,11 +9,14 @@ file; the consumer handles them as if they had come live, then the documents it 
 then the live stream. The handover is exact:
 
 - documents by uid: one read from the file and then received live is handled once;
-- frames by sequence number: the consumer's back-fill (:mod:`.delivery`) fetches from the file
-  every frame below the first one that came live, and skips a live frame it already fetched.
+- frames by sequence number: with back-fill on (the default), the consumer (:mod:`.delivery`)
+  fetches from the file every frame below the first one that came live, and skips a live frame
+  it already fetched (a builder of workers' patterns, which carry no sequence of their own,
+  fetches the source frames no pattern came for at the scan's end).
 
 The file is read once it holds the message that showed the run (that frame, or that
-document), so nothing sent before the consumer connected is missing from it.
+document), so nothing sent before the consumer connected is missing from it; documents that
+come live meanwhile are held back, and only while a late run waits.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from streaming.errors import RunFileError
-from streaming.store.filenames import run_file_glob
+from streaming.store.filenames import analysis_of, run_file_glob
 from streaming.store.runreader import RunFileReader
 
 __all__ = ["LateRuns", "recorded_documents"]
@@ -36,8 +39,10 @@ _RETRY_S = 0.2
 
 
 def find_run_file(run_directory: Path, run_uid: str) -> Path | None:
-    """The recorder's file of ``run_uid`` in ``run_directory`` (by its name, then its uid)."""
-    for path in sorted(Path(run_directory).glob(run_file_glob(run_uid))):
+    """The recorder's file of ``run_uid`` in ``run_directory`` (by its name, then its uid): the
+    newest, when the run was recorded again (a replay: ``<name>.1.h5``)."""
+    candidates = [path for path in Path(run_directory).glob(run_file_glob(run_uid)) if analysis_of(path) is None]
+    for path in sorted(candidates, key=lambda path: path.stat().st_mtime, reverse=True):
         try:
             with RunFileReader(path) as reader:
                 if reader.run_uid == run_uid:
@@ -61,14 +66,12 @@ def recorded_documents(
         if path is not None:
             try:
                 with RunFileReader(path) as reader:
-                    documents = [(name, doc) for name, doc, *_ in reader.documents()]
-                    if frame is not None:
+                    if frame is not None:  # cheap: one frame looked for; the documents read once it is there
                         stream, seq = frame
-                        found = (
-                            next(reader.frames_by_sequence(stream, [seq]), None) if stream in reader.streams else None
-                        )
-                        holds = found is not None
-                    else:
+                        holds = stream in reader.streams and any(True for _ in reader.frames_by_sequence(stream, [seq]))
+                    if frame is None or holds or time.monotonic() > deadline:
+                        documents = [(name, doc) for name, doc, *_ in reader.documents()]
+                    if frame is None:
                         holds = document_uid is None or any(doc.get("uid") == document_uid for _, doc in documents)
                 if holds and documents:
                     return path, documents
@@ -107,7 +110,8 @@ class LateRuns:
         self.held: deque[tuple[str, dict[str, Any]]] = deque(maxlen=max_documents)
         self._first_seen: dict[str, tuple[float, tuple[str, int] | None, str | None]] = {}
         self._given_up: set[str] = set()
-        self.caught_up = 0
+        self.looked_for = 0  # late runs looked for in the recorder's folder
+        self.caught_up = 0  # and adopted
 
     def expect(self, run_uid: str) -> None:
         """Catch up on ``run_uid`` after the grace period even if nothing of it comes live (a
@@ -118,15 +122,19 @@ class LateRuns:
     def frame_without_run(self, run_uid: str, stream: str, seq: int) -> None:
         since, frame, document_uid = self._first_seen.get(run_uid, (time.monotonic(), None, None))
         if frame is None and document_uid is None and run_uid not in self._given_up:  # the first message of it
-            self._first_seen[run_uid] = (since, (stream, seq), None)
+            # a worker's pattern ("pilatus.integrated") is not in the file: the documents will do
+            self._first_seen[run_uid] = (since, None if "." in stream else (stream, seq), None)
 
     def document_without_run(self, name: str, doc: dict[str, Any]) -> None:
-        self.held.append((name, doc))
+        """A document no run of the consumer's claims: a late run's (held while one waits), or
+        one of a run the consumer ignores or has finished (dropped)."""
         run_uid = doc.get("run_start")
         if isinstance(run_uid, str) and run_uid not in self._given_up:
             since, frame, document_uid = self._first_seen.get(run_uid, (time.monotonic(), None, None))
             if frame is None and document_uid is None:
                 self._first_seen[run_uid] = (since, None, doc.get("uid"))
+        if self._first_seen:
+            self.held.append((name, doc))
 
     def started(self, run_uid: str) -> None:
         """Its start came (live, or from its file)."""
@@ -140,6 +148,7 @@ class LateRuns:
                 continue
             del self._first_seen[run_uid]
             self._given_up.add(run_uid)  # one try per run
+            self.looked_for += 1
             if self.run_directory is None:
                 logger.warning("run %s began before this analysis; set live.run_dir to the recorder's folder to "
                                "catch up on it from the run file", run_uid[:8])  # fmt: skip
@@ -150,12 +159,16 @@ class LateRuns:
                 logger.warning("run %s began before this analysis and %s has no file of it: not analysed", run_uid[:8],
                                self.run_directory)  # fmt: skip
                 continue
-            path, documents = recorded
-            logger.warning("run %s began before this analysis: catching up from %s (%d documents), then live",
-                           run_uid[:8], path, len(documents))  # fmt: skip
-            self.caught_up += 1
-            found.append((run_uid, path, documents))
+            found.append((run_uid, *recorded))
+        if not self._first_seen and not found:
+            self.held.clear()  # nobody waits for them
         return found
+
+    def adopted(self, run_uid: str, path: Path, n_documents: int) -> None:
+        """The consumer took a late run on: say so."""
+        self.caught_up += 1
+        logger.warning("run %s began before this analysis: catching up from %s (%d documents), then live",
+                       run_uid[:8], path, n_documents)  # fmt: skip
 
     def take_held(self) -> list[tuple[str, dict[str, Any]]]:
         """The documents held back, in arrival order (the consumer hands on those it now knows)."""

@@ -55,6 +55,8 @@ __all__ = ["SOURCE_SEQ", "Analysis", "Consumer", "ConsumerThread", "RunDelivery"
 
 logger = logging.getLogger(__name__)
 
+_BACKFILL_BLOCK = 256  # frames fetched from a run file at once
+
 #: The index a derived frame (a worker's pattern, stream ``"<source>.<what>"``) carries its
 #: source frame's sequence number in, so a builder knows which source frames it never got.
 SOURCE_SEQ = "source_seq"
@@ -225,6 +227,8 @@ class Consumer:
 
     def _on_document(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start":
+            if doc["uid"] in self._runs:  # caught up on from its file already (a start overtaken)
+                return
             self.runs_seen += 1
             analysis = self.make_analysis(doc)
             if analysis is None:
@@ -324,7 +328,7 @@ class Consumer:
         if self.late_runs is None:
             return
         for uid, path, documents in self.late_runs.due():
-            if uid in self._runs or not documents or documents[0][0] != "start":
+            if uid in self._runs or not documents or documents[0][0] != "start":  # (a file's first is its start)
                 continue
             waiting = [f for f in self._pending if f.header.run_uid == uid]
             self._pending = deque((f for f in self._pending if f.header.run_uid != uid), self._pending.maxlen)
@@ -333,6 +337,7 @@ class Consumer:
             if run is None:  # not this consumer's
                 continue
             run.recorded.path = path  # its StreamResource may say where, with run_directory, as well
+            self.late_runs.adopted(uid, path, len(documents))
             for name, doc in documents[1:]:
                 self._guard(self._on_document, name, doc)
             run.from_file = {doc["uid"] for _, doc in documents[1:] if "uid" in doc}
@@ -348,16 +353,22 @@ class Consumer:
         if run.recorded.path is None and not at_the_end:
             run.deferred.setdefault(stream, []).extend(wanted)
             return
-        fetched = run.recorded.fetch(stream, wanted)
-        run.refilled.setdefault(stream, set()).update(frame.header.seq for frame in fetched)
-        if fetched:
-            run.delivery.backfilled[stream] += len(fetched)
-        if len(fetched) < len(wanted):
-            run.delivery.unrecovered[stream] += len(wanted) - len(fetched)
+        n_found, timeout_s = 0, None
+        for block in range(0, len(wanted), _BACKFILL_BLOCK):  # a block in memory at a time (a late start's)
+            seqs_of_block = wanted[block : block + _BACKFILL_BLOCK]
+            fetched = run.recorded.fetch(stream, seqs_of_block, timeout_s)
+            if len(fetched) < len(seqs_of_block):
+                timeout_s = 0.0  # the recorder has not got them either: the next blocks do not wait
+            run.refilled.setdefault(stream, set()).update(frame.header.seq for frame in fetched)
+            n_found += len(fetched)
+            for frame in fetched:
+                self._deliver(run, frame)
+        if n_found:
+            run.delivery.backfilled[stream] += n_found
+        if n_found < len(wanted):
+            run.delivery.unrecovered[stream] += len(wanted) - n_found
             logger.warning("run %s: %d %s frames missed; %d found in the recorder's file %s", run.start["uid"][:8],
-                           len(wanted), stream, len(fetched), run.recorded.path)  # fmt: skip
-        for frame in fetched:
-            self._deliver(run, frame)
+                           len(wanted), stream, n_found, run.recorded.path)  # fmt: skip
 
     def _finish_done_runs(self) -> None:
         now = time.monotonic()

@@ -61,14 +61,15 @@ class RecordedFrames:
         path = Path(unquote(parsed.path))
         self.path = self.run_directory / path.name if self.run_directory is not None else path
 
-    def fetch(self, stream: str, seqs: Iterable[int]) -> list[Frame]:
+    def fetch(self, stream: str, seqs: Iterable[int], timeout_s: float | None = None) -> list[Frame]:
         """The frames of ``stream`` with sequence numbers ``seqs`` that the file holds, in
-        sequence order; waits up to ``timeout_s`` for those not flushed yet."""
+        sequence order; waits up to ``timeout_s`` (by default the reader's) for those not
+        flushed yet."""
         wanted = set(seqs)
         if not wanted or self.path is None or self._given_up:
             return []
         found: dict[int, Frame] = {}
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         while True:
             try:  # opened anew each time: a live file grows, and its writer restructures it
                 with RunFileReader(self.path) as reader:

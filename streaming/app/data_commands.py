@@ -47,8 +47,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     recorder.run(stop)
     for run_uid, path in recorder.files.items():
         print(f"{run_uid}  {path}")
-    for run_uid, full in recorder.storage_full.items():
-        print(f"operando record: error: {full.line(run_uid)}", file=sys.stderr, flush=True)
+    for line in recorder.storage_full_lines():
+        print(f"operando record: error: {line}", file=sys.stderr, flush=True)
     return 1 if recorder.storage_full else 0
 
 

@@ -35,8 +35,10 @@ def run_file_name(run_uid: str, start: dict[str, Any] | None) -> str:
 
 
 def run_file_glob(run_uid: str) -> str:
-    """A glob matching the file :func:`run_file_name` gives ``run_uid`` (whatever its start)."""
-    return f"*_{_safe_name(run_uid, 8)}.h5"
+    """A glob matching the files :func:`run_file_name` gives ``run_uid`` (whatever its start),
+    and the recorder's ``<name>.<n>.h5`` when it records the run again; analysis files too
+    (:func:`analysis_of` tells them)."""
+    return f"*_{_safe_name(run_uid, 8)}*.h5"
 
 
 def analysis_file_name(run_file: Path | str, analysis: str) -> str:

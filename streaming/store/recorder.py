@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +133,8 @@ class Recorder:
         self.write_errors = 0
         #: Runs whose storage filled up, by uid (:class:`StorageFull`).
         self.storage_full: dict[str, StorageFull] = {}
+        self._arrived: defaultdict[str, Counter[str]] = defaultdict(Counter)  # frames, documents: per run
+        self._writing: str | None = None  # the run whose file is being written
         #: Every run seen, by uid, and the path of its file.
         self.files: dict[str, Path] = {}
         #: uids of the runs whose files are closed (complete on disk).
@@ -162,15 +164,14 @@ class Recorder:
                 else:
                     self._on_document(*item, recv_time)
             except OSError as error:
-                failed = {"frames": item.header.n_frames} if kind == "frame" else {"documents": 1}
-                if not is_storage_full(error) or not self._on_storage_full(error, **failed):
+                if not self._storage_is_full(error):
                     self._count_write_error(error)
             except Exception as error:  # one message that cannot be written must not end the recording
                 self._count_write_error(error)
             if n >= _PER_POLL:  # the flushes and closes of housekeeping come too
                 break
             received = self.receiver.get(0)
-        self._housekeeping()
+        self._when_storage_fills(self._housekeeping)
         return n
 
     def _count_write_error(self, error: Exception) -> None:
@@ -178,33 +179,34 @@ class Recorder:
         if self.write_errors in (1, 10, 100) or self.write_errors % 1000 == 0:
             logger.error("could not record a message (#%d)", self.write_errors, exc_info=error)
 
-    def _on_storage_full(self, error: OSError, *, frames: int = 0, documents: int = 0) -> bool:
-        """The open run whose file ``error`` names can grow no more: close it where it stands,
-        and count what of the run its file does not hold (``frames``, ``documents``: the
-        message that failed)."""
-        for run_uid, run in list(self._runs.items()):
-            if str(run.writer.path) in str(error) or len(self._runs) == 1:
-                del self._runs[run_uid]
-                run.writer.abandon()
-                self.closed_runs.add(run_uid)
-                recorded, (readable_frames, readable_documents) = self._recorded[run_uid], readable(run.writer.path)
-                self.storage_full[run_uid] = StorageFull(
-                    run.writer.path, os.strerror(error.errno),
-                    frames_lost=sum(recorded.frames.values()) + frames - readable_frames,
-                    documents_lost=recorded.documents + documents - readable_documents,
-                )  # fmt: skip
-                self.write_errors += 1
-                logger.error("%s", self.storage_full[run_uid].line(run_uid).split("; ", 1)[0] + "; recording of "
-                             "this run stopped, what comes for it is counted as lost")  # fmt: skip
-                return True
-        return False
+    def _storage_is_full(self, error: OSError) -> bool:
+        """If ``error`` says the storage is full, the run whose file was being written can grow
+        no more: close its file where it stands, count from now on what comes for it (True)."""
+        run_uid = self._writing
+        if not is_storage_full(error) or run_uid is None:
+            return False
+        run = self._runs.pop(run_uid, None)
+        if run is not None:
+            run.writer.abandon()
+        self.closed_runs.add(run_uid)
+        path = self.files.get(run_uid)
+        self.storage_full[run_uid] = StorageFull(path, os.strerror(error.errno), *readable(path))
+        self.write_errors += 1
+        logger.error("run %s: storage full writing %s (%s); recording of this run stopped, what comes for it is "
+                     "counted as lost", run_uid, path, os.strerror(error.errno))  # fmt: skip
+        return True
 
-    def _lost_to_full_storage(self, run_uid: str, *, frames: int = 0, documents: int = 0) -> bool:
-        full = self.storage_full.get(run_uid)
-        if full is not None:
-            full.frames_lost += frames
-            full.documents_lost += documents
-        return full is not None
+    def _when_storage_fills(self, action: Callable[..., object], *args: object) -> None:
+        """``action(*args)``, a full storage under it ending the recording of one run only."""
+        try:
+            action(*args)
+        except OSError as error:
+            if not self._storage_is_full(error):
+                raise
+
+    def storage_full_lines(self) -> list[str]:
+        """One line per run whose storage filled: where, why, and what of the run was lost."""
+        return [full.line(uid, self._arrived[uid]) for uid, full in self.storage_full.items()]
 
     def run(self, stop: threading.Event) -> None:
         """Record until ``stop`` is set, then record what already arrived and :meth:`close`."""
@@ -229,9 +231,11 @@ class Recorder:
     # -- documents ------------------------------------------------------------------------
 
     def _on_document(self, name: str, doc: dict[str, Any], now: float) -> None:
-        run_uid = self._router.route(name, doc)
-        if run_uid is not None and self._lost_to_full_storage(run_uid, documents=1):
-            return
+        run_uid = self._writing = self._router.route(name, doc)
+        if run_uid is not None:
+            self._arrived[run_uid]["documents"] += 1
+            if run_uid in self.storage_full:
+                return  # counted: its file is closed
         if run_uid is None:
             self.unroutable_documents += 1
             logger.warning("%s document %s belongs to no run this recorder saw start", name, doc.get("uid"))
@@ -266,9 +270,10 @@ class Recorder:
             if self._gap_events in (1, 10, 100) or self._gap_events % 1000 == 0:
                 missing = self.sequences.counts[(header.run_uid, header.stream)].missing
                 logger.warning("gap #%d in %s: %d frames missing so far", self._gap_events, header.stream, missing)
-        run_uid = header.run_uid
-        if self._lost_to_full_storage(run_uid, frames=header.n_frames):
-            return
+        run_uid = self._writing = header.run_uid
+        self._arrived[run_uid]["frames"] += header.n_frames
+        if run_uid in self.storage_full:
+            return  # counted: its file is closed
         if run_uid not in self._runs:
             # arrival indices are given when written, after the start document; a closed run's
             # frame waits too: it may be the first of the run sent again (a replay), whose
@@ -302,7 +307,12 @@ class Recorder:
             logger.info("recording run %s to %s", run_uid, path)
         else:
             logger.warning("late message for run %s: reopening %s", run_uid, path)
-        writer = RunFileWriter(path, run_uid, compression=self.config.compression)
+        self._writing = run_uid
+        try:
+            writer = RunFileWriter(path, run_uid, compression=self.config.compression)
+        except OSError:
+            self.files[run_uid] = path  # a file that cannot be made (a full storage's): named in the report
+            raise
         # a reopened run closes again after the linger, as it did the first time
         at_open = self._rejections_at_open.setdefault(run_uid, self._rejections())
         run = self._runs[run_uid] = _OpenRun(writer, at_open, self._monotonic(), stopped=run_uid in self.closed_runs)
@@ -325,15 +335,18 @@ class Recorder:
         return _Rejections(by_field, Counter(self.frames.rejections.by_stream))
 
     def _flush_run(self, run_uid: str, run: _OpenRun) -> None:
+        self._writing = run_uid
         counts = {stream: c for (uid, stream), c in self.sequences.counts.items() if uid == run_uid}
         since_open = self._rejections() - run.rejections_at_open
         run.writer.update_diagnostics(counts, since_open.by_field, since_open.by_stream)
         run.writer.flush()
 
     def _close_run(self, run_uid: str) -> None:
-        run = self._runs.pop(run_uid)
+        self._writing = run_uid
+        run = self._runs[run_uid]
         self._flush_run(run_uid, run)
         run.writer.close(end_time=self._clock())
+        del self._runs[run_uid]
         self.closed_runs.add(run_uid)
         recorded = self._recorded[run_uid]
         self.receiver.confirm(self.documents, run_uid, documents=recorded.documents)
@@ -344,21 +357,17 @@ class Recorder:
         for run_uid in self._router.overdue(now, self.config.pending_timeout_s):
             if run_uid not in self.files:  # (a closed run's late frames reopen its file)
                 logger.warning("frames of run %s arrived without its start document", run_uid)
-            self._open_run(run_uid, self._clock())
+            self._when_storage_fills(self._open_run, run_uid, self._clock())
         if now - self._last_flush >= self.config.flush_interval_s:
             self.flush()
         for run_uid, run in list(self._runs.items()):
             if run.stopped and now - run.last_activity > self.config.linger_s:
-                self._close_run(run_uid)
+                self._when_storage_fills(self._close_run, run_uid)
 
     def flush(self) -> None:
         """Flush every open run now."""
         for run_uid, run in list(self._runs.items()):
-            try:
-                self._flush_run(run_uid, run)
-            except OSError as error:
-                if not is_storage_full(error) or not self._on_storage_full(error):
-                    raise
+            self._when_storage_fills(self._flush_run, run_uid, run)
         self._last_flush = self._monotonic()
 
     def close(self) -> None:
@@ -388,7 +397,7 @@ class Recorder:
 
     def _guarded(self, action: Callable[..., object], run_uid: str, *args: object) -> None:
         try:
-            action(run_uid, *args)
+            self._when_storage_fills(action, run_uid, *args)
         except Exception:
             self.write_errors += 1
             logger.exception("could not finish the file of run %s", run_uid)

@@ -40,8 +40,10 @@ def test_consume_started_mid_run_catches_up_from_the_file_and_equals_the_replaye
     runs, results = tmp_path / "runs", tmp_path / "results"
     runs.mkdir()
     with services() as started:
-        # the user's script waits for one receiver on each channel: the recorder
-        script = launch([sys.executable, "-m", "tests.flows.live_xrdct", "tiny", str(runs), "1"])
+        # the user's script waits for one receiver on each channel (the recorder), and after 300
+        # frames for one more (the analysis started then, however long it takes to start)
+        script = launch([sys.executable, "-m", "tests.flows.live_xrdct", "tiny", str(runs), "1",
+                         "--late-receiver-after", "300"])  # fmt: skip
         started.append(script)
         documents, frames = script.first_line.split()
         started.append(start("record", "--docs", documents, "--frames", frames, "--out", str(runs)))

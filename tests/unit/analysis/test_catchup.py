@@ -71,7 +71,7 @@ def _late_consumer(RE, tmp_path, *, after_events: int, finishes: bool = True, **
             if finishes:
                 wait_until(lambda: consumer is not None and len(consumer.consumer.finished) == 1, timeout_s=60)
             else:  # it looked for the run, once, after its grace period
-                wait_until(lambda: consumer is not None and not consumer.consumer.late_runs._first_seen, timeout_s=60)
+                wait_until(lambda: consumer is not None and consumer.consumer.late_runs.looked_for == 1, timeout_s=60)
             wait_until_closed(recorder.recorder)
         finally:
             done = consumer.stop() if consumer is not None else None

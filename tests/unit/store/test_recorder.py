@@ -233,6 +233,7 @@ def test_recorder_counts_malformed_messages_by_field_and_keeps_every_good_frame(
     uid = bundle.start_doc["uid"]
     documents("start", bundle.start_doc)
     wait_until(lambda: uid in recorder.files)
+    rejected_before, received_before = recorder.frames.rejections.total, recorder.frames.n_received
     expected_invalid: dict[str, int] = {}
     expected_invalid_pilatus = 0
     seq = 0
@@ -245,6 +246,11 @@ def test_recorder_counts_malformed_messages_by_field_and_keeps_every_good_frame(
             frames.socket.send_multipart(parts)
             expected_invalid[field] = expected_invalid.get(field, 0) + 1
             expected_invalid_pilatus += parts[0] == b"pilatus" and len(parts) == 3
+    # the stop travels on the other socket: it goes once every frame message has been taken,
+    # or the run could close (after its 0.05 s linger) before the last ones are counted
+    n_invalid = sum(expected_invalid.values())
+    wait_until(lambda: recorder.frames.rejections.total - rejected_before == n_invalid
+               and recorder.frames.n_received - received_before == seq)  # fmt: skip
     documents("stop", bundle.compose_stop())
     wait_until(lambda: uid in recorder.closed_runs)
     with RunFileReader(recorder.files[uid]) as reader:

@@ -87,11 +87,13 @@ def test_a_flood_of_malformed_messages_costs_the_valid_run_nothing(tmp_path):
     ):
         with recorded_and_consumed(tmp_path, documents, frames) as (recorder, consumer):
 
-            def flood_between_frames(_: int) -> None:
+            def flood_between_frames(n_sent: int) -> None:
                 for _ in range(per_frame):
                     frames.socket.send_multipart(next(flood))
                 for _ in range(3):
                     documents.socket.send(b"not a document")
+                if n_sent == n_frames:  # the stop goes once the last frame is in (see _wait_for_frames)
+                    _wait_for_frames(n_frames, recorder, consumer)
 
             publish_synthetic_run(run, documents, frames, after_frame=flood_between_frames)
     recorder, analysis = recorder.recorder, consumer.consumer.finished[0]
@@ -123,7 +125,9 @@ def test_a_frame_publisher_restarted_mid_run_loses_nothing_once_its_receivers_ar
             with FramePublisher(address, block_when_full=True) as second:
                 second.skip("pilatus", run_uid=messages[0].doc["uid"], n=sent)  # the numbering goes on
                 second.wait_for_subscribers(2, timeout_s=30)  # the recorder and the consumer, reconnected
-                _send(messages[halfway:], documents, second)
+                _send(messages[halfway:-1], documents, second)
+                _wait_for_frames(run.n_angles * run.n_translations, recorder, consumer)
+                _send(messages[-1:], documents, second)  # the stop
     analysis = consumer.consumer.finished[0]
     n_frames = run.n_angles * run.n_translations
     assert analysis.sequence == list(range(n_frames))
@@ -132,6 +136,14 @@ def test_a_frame_publisher_restarted_mid_run_loses_nothing_once_its_receivers_ar
     with RunFileReader(path) as reader:
         (pilatus,) = reader.summary().streams
     assert pilatus.n_frames == n_frames and pilatus.missing == 0
+
+
+def _wait_for_frames(n_frames: int, recorder: RecorderThread, consumer: ConsumerThread) -> None:
+    """Until both have taken ``n_frames`` from their sockets. A synthetic run announces no frames
+    (no StreamDatum documents, as a RunEngine's detectors send): without this wait its stop,
+    on the other socket, could overtake its last frames and end the run before them."""
+    wait_until(lambda: recorder.recorder.receiver.stats.frames_in >= n_frames
+               and consumer.consumer.receiver.stats.frames_in >= n_frames, timeout_s=120)  # fmt: skip
 
 
 def _send(messages: list, documents: DocumentPublisher, frames: FramePublisher) -> int:
