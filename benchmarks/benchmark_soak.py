@@ -1,8 +1,9 @@
 """Soak: a long simulated operando experiment, every process watched for growth.
 
 ``operando demo all`` as a user runs it (its recorder, its live analyses and its dashboard in
-processes of their own), made long: many tiny XRD-CT scans, then many XCT/XCS pairs, on the
-simulated clock, for at least ``--minutes`` of wall time. Every ``--every`` seconds each
+processes of their own), made long: ``--xrdct-scans`` tiny XRD-CT scans, then ``--xcsct-pairs``
+XCT/XCS pairs, on the simulated clock (the defaults take over 30 minutes of wall time on the
+2-core machine). Every ``--every`` seconds each
 process of the tree is sampled: resident memory, open file descriptors, open sockets. Per
 process the result gives the fitted memory slope (MB/h, after a warm-up), and descriptors and
 sockets at its start and end; for the experiment, the frames recorded and the frames lost
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,9 +51,10 @@ def _role(process: psutil.Process, demo_pid: int, spawned_order: dict[int, int])
 class Sampler:
     """Samples the demo's process tree every ``every_s`` seconds in a thread."""
 
-    def __init__(self, demo_pid: int, every_s: float) -> None:
+    def __init__(self, demo_pid: int, every_s: float, *, disk: Path, min_free_bytes: float) -> None:
         self.demo = psutil.Process(demo_pid)
         self.every_s = every_s
+        self.disk, self.min_free_bytes, self.disk_short = disk, min_free_bytes, False
         self.samples: dict[str, list[tuple[float, float, int, int]]] = {}  # role -> (t s, rss MB, fds, sockets)
         self._spawned: dict[int, int] = {}
         self._started = time.monotonic()
@@ -64,6 +67,10 @@ class Sampler:
             try:
                 tree = [self.demo, *self.demo.children(recursive=True)]
             except psutil.NoSuchProcess:
+                return
+            if shutil.disk_usage(self.disk).free < self.min_free_bytes:  # the run files fill the disk
+                self.disk_short = True
+                self.demo.terminate()
                 return
             now = time.monotonic() - self._started
             for process in sorted(tree, key=lambda p: p.pid):
@@ -100,14 +107,19 @@ def _summary(samples: list[tuple[float, float, int, int]]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--xrdct-scans", type=int, default=140, help="tiny XRD-CT scans (about 10 s each here)")
-    parser.add_argument("--xcsct-pairs", type=int, default=600, help="XCT/XCS pairs (about 1 s each here)")
+    parser.add_argument("--xrdct-scans", type=int, default=110, help="tiny XRD-CT scans (about 10 s and 150 MB "
+                        "each here)")  # fmt: skip
+    parser.add_argument("--xcsct-pairs", type=int, default=900, help="XCT/XCS pairs (30 projections, one XCS "
+                        "height)")  # fmt: skip
+    parser.add_argument("--min-free-gb", type=float, default=5.0, help="stop the experiment (and fail) below this "
+                        "much free disk")  # fmt: skip
     parser.add_argument("--every", type=float, default=5.0, metavar="S", help="sampling interval")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     cycle = "CC charge to 4.2 V at C/2; CC discharge to 2.75 V at C/2"  # three of them: ~12 h of the cell's time
     settings = [f"xrdct.n_scans={args.xrdct_scans}", "xrdct.interval_s=180", f"xcsct.max_repeats={args.xcsct_pairs}",
-                "xcsct.interval_s=45", f"potentiostat.protocol='{cycle}; {cycle}; {cycle}'"]  # fmt: skip
+                "xcsct.interval_s=30", "xcsct.n_projections=30", "xcsct.xcs_positions=1", "xcsct.flats=5",
+                "xcsct.darks=5", f"potentiostat.protocol='{cycle}; {cycle}; {cycle}'"]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "soak"
         overrides = [part for setting in settings for part in ("--set", setting)]
@@ -115,10 +127,12 @@ def main() -> None:
                    "--dashboard-port", "0", "--out", str(out), *overrides]  # fmt: skip
         started = time.monotonic()
         demo = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        sampler = Sampler(demo.pid, args.every)
+        sampler = Sampler(demo.pid, args.every, disk=out.parent, min_free_bytes=args.min_free_gb * 1e9)
         stdout, stderr = demo.communicate()
         duration_s = time.monotonic() - started
         sampler.stop()
+        if sampler.disk_short:
+            sys.exit(f"stopped: under {args.min_free_gb} GB free in {out.parent} (fewer scans or pairs)")
         if demo.returncode != 0:
             sys.exit(f"the soak's demo failed ({demo.returncode}): {stderr[-3000:]}")
         recorded, missing = 0, 0

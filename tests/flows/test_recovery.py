@@ -67,31 +67,33 @@ def test_consume_started_mid_run_catches_up_from_the_file_and_equals_the_replaye
     assert_same_xrdct(sidecar, _analysed_again(recorded, tmp_path / "analyzed") / sidecar.name)
 
 
-def _analysis_process(demo: psutil.Process) -> psutil.Process | None:
-    """The demo's second spawned process: its recorder starts first, then the analysis."""
-    spawned = [child for child in demo.children() if "spawn_main" in " ".join(child.cmdline())]
-    spawned.sort(key=lambda child: child.create_time())
-    return spawned[1] if len(spawned) > 1 else None
-
-
-@pytest.mark.timeout(900)
-def test_the_main_job_restarts_a_killed_analysis_once_and_it_catches_up(tmp_path):
-    out = tmp_path / "demo"
+def _demo_with_a_process_killed(out: Path, *settings: str, kill: int, n_spawned: int) -> tuple[int, str, str]:
+    """``operando demo xrdct`` (tiny, one scan): once 300 frames are recorded, its ``kill``-th
+    spawned process (of ``n_spawned``, in the order started) is killed. (exit code, stdout, stderr)."""
     demo = subprocess.Popen([*OPERANDO, "demo", "xrdct", "--preset", "tiny", "--set", "xrdct.n_scans=1",
-                             "--no-dashboard", "-q", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                             *settings, "--no-dashboard", "-q", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         out.mkdir(exist_ok=True)
         wait_until(lambda: _frames_recorded(out) >= 300, timeout_s=300)
-        analysis = _analysis_process(psutil.Process(demo.pid))
-        assert analysis is not None
-        analysis.send_signal(signal.SIGKILL)
+        spawned = [child for child in psutil.Process(demo.pid).children() if "spawn_main" in " ".join(child.cmdline())]
+        spawned.sort(key=lambda child: child.create_time())
+        assert len(spawned) == n_spawned
+        spawned[kill].send_signal(signal.SIGKILL)
         stdout, stderr = demo.communicate(timeout=600)
     finally:
         if demo.poll() is None:
             demo.kill()
             demo.communicate()
-    assert demo.returncode == 0, stderr[-3000:]
+    return demo.returncode, stdout, stderr
+
+
+@pytest.mark.timeout(900)
+def test_the_main_job_restarts_a_killed_analysis_once_and_it_catches_up(tmp_path):
+    out = tmp_path / "demo"
+    # spawned in order: the recorder, then the analysis
+    returncode, stdout, stderr = _demo_with_a_process_killed(out, kill=1, n_spawned=2)
+    assert returncode == 0, stderr[-3000:]
     assert re.search(r"the xrdct analysis process died \(exit code -9\); restarted it, once", stderr), stderr[-3000:]
     (recorded,) = (path for path in out.glob("*.h5") if path.suffixes == [".h5"])
     (sidecar,) = out.glob("*.xrdct.h5")
@@ -104,23 +106,9 @@ def test_a_killed_integration_worker_costs_no_frame(tmp_path):
     """Two integration workers; one is killed mid-scan. The distributor hands the frames on to
     the other; those the dead one held come raw from the recorder's file to the builder."""
     out = tmp_path / "demo"
-    demo = subprocess.Popen([*OPERANDO, "demo", "xrdct", "--preset", "tiny", "--set", "xrdct.n_scans=1",
-                             "--set", "xrdct.workers=2", "--no-dashboard", "-q", "--out", str(out)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        out.mkdir(exist_ok=True)
-        wait_until(lambda: _frames_recorded(out) >= 300, timeout_s=300)
-        # spawned in order: the recorder, the builder, the distributor, then the workers
-        spawned = [child for child in psutil.Process(demo.pid).children() if "spawn_main" in " ".join(child.cmdline())]
-        spawned.sort(key=lambda child: child.create_time())
-        assert len(spawned) == 5
-        spawned[3].send_signal(signal.SIGKILL)
-        stdout, stderr = demo.communicate(timeout=600)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.communicate()
-    assert demo.returncode == 0, stderr[-3000:]
+    # spawned in order: the recorder, the builder, the distributor, then the workers
+    returncode, stdout, stderr = _demo_with_a_process_killed(out, "--set", "xrdct.workers=2", kill=3, n_spawned=5)
+    assert returncode == 0, stderr[-3000:]
     report = re.search(r"frames: (\d+) live, (\d+) from the recorder's file, (\d+) lost to both", stdout)
     assert report, stdout[-3000:]
     live, from_file, lost = (int(n) for n in report.groups())
