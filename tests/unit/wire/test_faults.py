@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import cycle
 from pathlib import Path
-from typing import Any
 
 import msgpack
 import numpy as np
@@ -17,30 +16,12 @@ from streaming.analysis.consumer import Consumer, ConsumerThread
 from streaming.app.demo import publish_synthetic_run
 from streaming.store.recorder import RecorderThread
 from streaming.store.runreader import RunFileReader
-from streaming.wire.protocol import Frame, FrameHeader, encode_frame
+from streaming.wire.protocol import FrameHeader, encode_frame
 from streaming.wire.transport import DocumentPublisher, FramePublisher
 from tests.conftest import LOOPBACK, recorder_config, wait_until, wait_until_closed
+from tests.unit.analysis.test_consumer import SequenceAnalysis
 
 N_MALFORMED = 100_000
-
-
-class SequenceAnalysis:
-    """The sequence numbers of the frames it is handed, and how they came."""
-
-    streams = ("pilatus",)
-    delivery = None
-
-    def __init__(self, start: dict[str, Any]) -> None:
-        self.start, self.sequence = start, []
-
-    def document(self, name: str, doc: dict[str, Any]) -> None:
-        pass
-
-    def frame(self, frame: Frame) -> None:
-        self.sequence.append(frame.header.seq)
-
-    def finish(self, stop: dict[str, Any] | None) -> None:
-        pass
 
 
 @contextmanager
