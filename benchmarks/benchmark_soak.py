@@ -88,19 +88,37 @@ class Sampler:
         self._thread.join(10)
 
 
-def _summary(samples: list[tuple[float, float, int, int]]) -> dict:
-    times, rss, fds, sockets = (np.array(column) for column in zip(*samples, strict=True))
+def _slope(times: np.ndarray, rss: np.ndarray) -> tuple[float, float]:
+    """Fitted RSS slope (MB/h) and the residuals' spread (MB), after the warm-up."""
     steady = times >= times[0] + WARM_UP_FRACTION * (times[-1] - times[0])
-    slope_mb_per_s = float(np.polyfit(times[steady], rss[steady], 1)[0]) if steady.sum() >= 3 else float("nan")
-    residual = rss[steady] - np.polyval(np.polyfit(times[steady], rss[steady], 1), times[steady])
+    if steady.sum() < 3:
+        return float("nan"), float("nan")
+    fit = np.polyfit(times[steady], rss[steady], 1)
+    return float(fit[0]) * 3600, float((rss[steady] - np.polyval(fit, times[steady])).std())
+
+
+def _summary(samples: list[tuple[float, float, int, int]], phases: dict[str, tuple[float, float]]) -> dict:
+    """One process's samples: over its life, and over each phase of the experiment it lived
+    through (its memory may step up when the next mode's simulators start: a step, not growth)."""
+    times, rss, fds, sockets = (np.array(column) for column in zip(*samples, strict=True))
+    slope_mb_per_h, noise_mb = _slope(times, rss)
+    per_phase = {}
+    for phase, (begin, end) in phases.items():
+        inside = (times >= begin) & (times <= end)
+        if inside.sum() >= 6:
+            slope, noise = _slope(times[inside], rss[inside])
+            per_phase[phase] = {"from_s": begin, "to_s": end, "rss_slope_MB_per_h": slope, "rss_noise_MB": noise,
+                                "rss_MB_first_last": [float(rss[inside][0]), float(rss[inside][-1])]}  # fmt: skip
+    steady = times >= times[0] + WARM_UP_FRACTION * (times[-1] - times[0])
     return {
         "alive_s": float(times[-1] - times[0]), "n_samples": len(samples),
         "rss_MB": {"first": float(rss[0]), "after_warm_up": float(rss[steady][0]), "last": float(rss[-1]),
                    "peak": float(rss.max())},
-        "rss_slope_MB_per_h": slope_mb_per_s * 3600, "rss_noise_MB": float(residual.std()),
-        "growth_over_noise_in_1h": abs(slope_mb_per_s * 3600) / max(float(residual.std()), 1e-3),
+        "rss_slope_MB_per_h": slope_mb_per_h, "rss_noise_MB": noise_mb,
+        "growth_over_noise_in_1h": abs(slope_mb_per_h) / max(noise_mb, 1e-3),
         "fds": {"first": int(fds[0]), "last": int(fds[-1]), "max": int(fds.max())},
         "sockets": {"first": int(sockets[0]), "last": int(sockets[-1]), "max": int(sockets.max())},
+        "phases": per_phase,
         "trace": [[round(t, 1), round(m, 1), int(f), int(s)] for t, m, f, s in samples[:: max(1, len(samples) // 200)]],
     }  # fmt: skip
 
@@ -109,7 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--xrdct-scans", type=int, default=100, help="tiny XRD-CT scans (about 10 s and 150 MB "
                         "each here)")  # fmt: skip
-    parser.add_argument("--xcsct-pairs", type=int, default=400, help="XCT/XCS pairs (60 projections, one XCS "
+    parser.add_argument("--xcsct-pairs", type=int, default=600, help="XCT/XCS pairs (60 projections, one XCS "
                         "height)")  # fmt: skip
     parser.add_argument("--min-free-gb", type=float, default=5.0, help="stop the experiment (and fail) below this "
                         "much free disk")  # fmt: skip
@@ -145,6 +163,11 @@ def main() -> None:
                 for stream in reader.summary().streams:
                     recorded += stream.n_frames
                     missing += stream.missing
+        phases = {
+            mode: (samples[0][0], samples[-1][0])
+            for mode in ("xrdct", "xcsct")
+            if (samples := sampler.samples.get(f"{mode} analysis"))
+        }  # the analysis process's life: the mode's
         reports = re.findall(r"frames: (\d+) live, (\d+) from the recorder's file, (\d+) lost to both", stdout)
     results = {
         "benchmark": "soak", "machine": machine_description(), "command": " ".join(command[2:]),
@@ -153,13 +176,18 @@ def main() -> None:
         "analyses": [{"live": int(a), "from_file": int(b), "lost": int(c)} for a, b, c in reports],
         "frames_lost": missing + sum(int(c) for *_, c in reports), "sampling_interval_s": args.every,
         "warm_up_fraction": WARM_UP_FRACTION,
-        "processes": {role: _summary(samples) for role, samples in sampler.samples.items() if len(samples) >= 3},
+        "phases": phases,
+        "processes": {role: _summary(samples, phases) for role, samples in sampler.samples.items()
+                      if len(samples) >= 3},
         "failure": failure,
     }  # fmt: skip
     for role, figures in results["processes"].items():
+        by_phase = ", ".join(
+            f"{phase} {values['rss_slope_MB_per_h']:+.1f}" for phase, values in figures["phases"].items()
+        )
         print(f"{role:36s} {figures['alive_s'] / 60:5.1f} min  RSS {figures['rss_MB']['after_warm_up']:7.1f} -> "
-              f"{figures['rss_MB']['last']:7.1f} MB, slope {figures['rss_slope_MB_per_h']:+7.1f} MB/h (noise "
-              f"{figures['rss_noise_MB']:.1f} MB)  fds {figures['fds']['first']} -> {figures['fds']['last']}  "
+              f"{figures['rss_MB']['last']:7.1f} MB, slope {figures['rss_slope_MB_per_h']:+7.1f} MB/h ({by_phase}; "
+              f"noise {figures['rss_noise_MB']:.1f} MB)  fds {figures['fds']['first']} -> {figures['fds']['last']}  "
               f"sockets {figures['sockets']['first']} -> {figures['sockets']['last']}")  # fmt: skip
     print(f"{duration_s / 60:.1f} min, {recorded} frames recorded, {results['frames_lost']} lost")
     write_results(args.out, results)

@@ -101,7 +101,7 @@ class XcsctAnalysis:
         self._n_batch = 0
         self._acquisition: _Acquisition | None = None
         self._reducer: XctScanReducer | None = None
-        self.xct: list[XctResult] = []
+        self.xct: list[XctResult] = []  # every scan, the latest alone with its volume and masks (memory)
         self.results: dict[str, list[Any]] = {key: [] for key in (
             "scan", "position", "position_mm", "emf_time", "n_frames", "n_frames_expected", "emf_map", "emf_sigma",
             "emf_cathode", "emf_cathode_sigma", "region_mask", "region_from_xct", "spectrum_region",
@@ -151,6 +151,8 @@ class XcsctAnalysis:
         planned = None  # the scan's grid of angles, to put the projections that never came on
         if "n_projections" in args:
             planned = (int(args["n_projections"]), tuple(args.get("angle_range", (0.0, 360.0))))
+        if self.xct:  # memory must not grow with the run: only the latest scan keeps its volume
+            self.xct[-1] = self.xct[-1].summary()
         self.xct.append(reduce_scan(reducer, ring_removal=c.ring_removal, filter_name=c.filter_name,
                                     center_px=c.center_px, pixel_size_m=c.xct_pixel_size_m,
                                     row_height_m=c.xct_row_height_m, z_origin_m=c.xct_z_origin_m,

@@ -17,7 +17,7 @@ Frames of the ``pco`` stream carry the indices ``scan``, ``image_type`` (0 dark,
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import h5py
 import numpy as np
@@ -139,6 +139,8 @@ class XctResult:
         Projections of the planned grid that never arrived, interpolated from their neighbours.
     ring_removal : str
         The ring removal used.
+    cathode_voxels : int
+        Voxels of the cathode mask (kept when the volume and masks are let go: :meth:`summary`).
     """
 
     scan: int
@@ -151,6 +153,12 @@ class XctResult:
     n_projections: int
     n_interpolated: int = 0
     ring_removal: str = "off"
+    cathode_voxels: int = 0
+
+    def summary(self) -> XctResult:
+        """This scan without its volume and masks: what a run keeps of every scan but the
+        latest (a volume is MBs to GBs; a run has hundreds of scans)."""
+        return replace(self, volume_per_m=np.zeros((0, 0, 0), np.float32), masks={})
 
     def mask_on_xcs_grid(self, component: str, *, z_centre_m: float, thickness_m: float) -> np.ndarray:
         """Fraction (80, 80) of the sheet at ``z_centre_m`` that lies in ``component``."""
@@ -192,7 +200,8 @@ def reduce_scan(
                          filter_name=filter_name)  # fmt: skip
     cell = segment_coin_cell(volume, segmentation)
     return XctResult(reducer.scan, reducer.mean_time_s, volume, cell.masks, cell.thresholds_per_m, row_height_m,
-                     z_origin_m, reducer.n_projections, n_interpolated, ring_removal)  # fmt: skip
+                     z_origin_m, reducer.n_projections, n_interpolated, ring_removal,
+                     int(cell.masks["cathode"].sum()) if "cathode" in cell.masks else 0)  # fmt: skip
 
 
 def write_xct(entry: h5py.Group, results: list[XctResult], attrs: dict[str, object]) -> None:
@@ -207,7 +216,7 @@ def write_xct(entry: h5py.Group, results: list[XctResult], attrs: dict[str, obje
     group.create_dataset("scan", data=np.array([r.scan for r in results], np.int64))
     group.create_dataset("time", data=np.array([r.time_s for r in results]), dtype=np.float64).attrs["units"] = "s"
     voxel_m3 = [r.row_height_m * attrs["pixel_size_m"] ** 2 for r in results]
-    cathode = np.array([r.masks["cathode"].sum() * v for r, v in zip(results, voxel_m3, strict=True)])
+    cathode = np.array([r.cathode_voxels * v for r, v in zip(results, voxel_m3, strict=True)])
     group.create_dataset("cathode_volume_m3", data=cathode).attrs["units"] = "m^3"
     # what each scan was made from
     group.create_dataset("projections_received", data=np.array([r.n_projections for r in results], np.int64))

@@ -288,3 +288,23 @@ def test_the_dashboard_draws_the_xcs_products(runs):
     assert len(page.emf_series_source.data["emf"]) == len(analysis.results["emf_cathode"])
     assert len(page.outline_source.data["x"]) > 0 and "XCT scan" in page.xct_plot.title.text
     assert f"{analysis.results['emf_cathode'][-1]:.4f}" in page.emf_plot.title.text
+
+
+def test_only_the_latest_xct_scan_keeps_its_volume_and_every_scan_its_cathode_volume(tmp_path):
+    """Memory must not grow with a run's hundreds of XCT scans (the soak found +35 GB/h)."""
+    from streaming.analysis.xcsct.xct import XctResult, write_xct
+
+    def scan(index: int, cathode_rows: int) -> XctResult:
+        volume = np.full((4, 6, 6), float(index), np.float32)
+        cathode = np.zeros((4, 6, 6), bool)
+        cathode[:cathode_rows] = True
+        return XctResult(index, float(index), volume, {"cathode": cathode}, (1.0,), 1e-4, 0.0, 90,
+                         cathode_voxels=int(cathode.sum()))  # fmt: skip
+
+    results = [scan(0, 1).summary(), scan(1, 2).summary(), scan(2, 3)]
+    assert all(r.volume_per_m.size == 0 and not r.masks for r in results[:-1])
+    with h5py.File(tmp_path / "xct.h5", "w") as file:
+        write_xct(file.create_group("entry"), results, {"pixel_size_m": 1e-4})
+        xct = file["entry/xct"]
+        np.testing.assert_allclose(xct["cathode_volume_m3"][()], np.array([36, 72, 108]) * 1e-4 * 1e-4**2)
+        assert xct["reconstruction"].shape == (1, 4, 6, 6) and xct["reconstruction"][0, 0, 0, 0] == 2.0
