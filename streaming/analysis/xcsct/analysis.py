@@ -151,12 +151,13 @@ class XcsctAnalysis:
         planned = None  # the scan's grid of angles, to put the projections that never came on
         if "n_projections" in args:
             planned = (int(args["n_projections"]), tuple(args.get("angle_range", (0.0, 360.0))))
+        result = reduce_scan(reducer, ring_removal=c.ring_removal, filter_name=c.filter_name, center_px=c.center_px,
+                             pixel_size_m=c.xct_pixel_size_m, row_height_m=c.xct_row_height_m,
+                             z_origin_m=c.xct_z_origin_m, n_pixels=c.xct_n_pixels, segmentation=c.segmentation,
+                             planned=planned)  # fmt: skip
         if self.xct:  # memory must not grow with the run: only the latest scan keeps its volume
             self.xct[-1] = self.xct[-1].summary()
-        self.xct.append(reduce_scan(reducer, ring_removal=c.ring_removal, filter_name=c.filter_name,
-                                    center_px=c.center_px, pixel_size_m=c.xct_pixel_size_m,
-                                    row_height_m=c.xct_row_height_m, z_origin_m=c.xct_z_origin_m,
-                                    n_pixels=c.xct_n_pixels, segmentation=c.segmentation, planned=planned))  # fmt: skip
+        self.xct.append(result)
         logger.info("XCT scan %d reduced from %d projections (%d interpolated)", reducer.scan, reducer.n_projections,
                     self.xct[-1].n_interpolated)  # fmt: skip
 
