@@ -2,12 +2,18 @@
 
 ``operando demo all`` as a user runs it (its recorder, its live analyses and its dashboard in
 processes of their own), made long: ``--xrdct-scans`` tiny XRD-CT scans, then ``--xcsct-pairs``
-XCT/XCS pairs, on the simulated clock (the defaults take over 30 minutes of wall time on the
-2-core machine). Every ``--every`` seconds each
-process of the tree is sampled: resident memory, open file descriptors, open sockets. Per
-process the result gives the fitted memory slope (MB/h, after a warm-up), and descriptors and
-sockets at its start and end; for the experiment, the frames recorded and the frames lost
-(the recorder's gaps, and what the analyses report as lost to both the wire and the file).
+XCT/XCS pairs, on the simulated clock (the defaults take about 35 minutes of wall time and
+40 GB of disk on the 2-core machine). Every ``--every`` seconds each process of the tree is
+sampled: resident memory, open file descriptors, open sockets. Per process the result gives
+the fitted memory slope (MB/h, after a warm-up), and per mode the slope over the mode's second
+half; descriptors and sockets at its start and end; for the experiment, the frames recorded,
+the frames lost (the recorder's gaps, and what the analyses report as lost to both the wire
+and the file) and each analysis' receive buffer peak.
+
+The simulated clock makes frames faster than the 2 cores analyse them: an analysis falls
+behind and its receive buffer (``live.buffer_mb``) and the ZeroMQ queues on both ends
+(``DEFAULT_FRAME_HWM`` messages) fill during the first minutes of a mode. They are bounded:
+that is a step, and the second half's slope tells a step from growth.
 
 Not a CI test (half an hour or more). Results go to ``benchmarks/results/soak.json``.
 Run: ``python -m benchmarks.benchmark_soak``.
@@ -107,8 +113,14 @@ def _summary(samples: list[tuple[float, float, int, int]], phases: dict[str, tup
         inside = (times >= begin) & (times <= end)
         if inside.sum() >= 6:
             slope, noise = _slope(times[inside], rss[inside])
+            # the second half: after the receive buffers and queues of a lagging analysis have
+            # filled (they are bounded, and fill at the start of a mode)
+            second = inside & (times >= (begin + end) / 2)
+            settled = _slope(times[second], rss[second])[0] if second.sum() >= 6 else float("nan")
             per_phase[phase] = {"from_s": begin, "to_s": end, "rss_slope_MB_per_h": slope, "rss_noise_MB": noise,
-                                "rss_MB_first_last": [float(rss[inside][0]), float(rss[inside][-1])]}  # fmt: skip
+                                "rss_slope_second_half_MB_per_h": settled,
+                                "rss_MB_first_last": [float(rss[inside][0]), float(rss[inside][-1])],
+                                "rss_MB_peak": float(rss[inside].max())}  # fmt: skip
     steady = times >= times[0] + WARM_UP_FRACTION * (times[-1] - times[0])
     return {
         "alive_s": float(times[-1] - times[0]), "n_samples": len(samples),
@@ -125,10 +137,12 @@ def _summary(samples: list[tuple[float, float, int, int]], phases: dict[str, tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--xrdct-scans", type=int, default=100, help="tiny XRD-CT scans (about 10 s and 150 MB "
+    parser.add_argument("--xrdct-scans", type=int, default=40, help="tiny XRD-CT scans (about 20 s and 150 MB "
                         "each here)")  # fmt: skip
-    parser.add_argument("--xcsct-pairs", type=int, default=600, help="XCT/XCS pairs (60 projections, one XCS "
-                        "height)")  # fmt: skip
+    parser.add_argument("--xcsct-pairs", type=int, default=3500, help="XCT/XCS pairs (60 projections, one XCS "
+                        "height; 3 a second and 8 MB each here at the default exposure)")  # fmt: skip
+    parser.add_argument("--xcs-exposure-s", type=float, default=0.1, help="seconds of HEXITEC frames (9.1 kHz) "
+                        "per pair: the disk's rate (0.5 s: 3 GB a minute here)")  # fmt: skip
     parser.add_argument("--min-free-gb", type=float, default=5.0, help="stop the experiment (and fail) below this "
                         "much free disk")  # fmt: skip
     parser.add_argument("--every", type=float, default=5.0, metavar="S", help="sampling interval")
@@ -136,7 +150,8 @@ def main() -> None:
     args = parser.parse_args()
     cycle = "CC charge to 4.2 V at C/2; CC discharge to 2.75 V at C/2"  # three of them: ~12 h of the cell's time
     settings = [f"xrdct.n_scans={args.xrdct_scans}", "xrdct.interval_s=180", f"xcsct.max_repeats={args.xcsct_pairs}",
-                "xcsct.interval_s=30", "xcsct.n_projections=60", "xcsct.xcs_positions=1", "xcsct.flats=5",
+                "xcsct.interval_s=10", "xcsct.n_projections=60", "xcsct.xcs_positions=1", "xcsct.flats=5",
+                f"xcsct.xcs_exposure_s={args.xcs_exposure_s}",
                 "xcsct.darks=5", f"potentiostat.protocol='{cycle}; {cycle}; {cycle}'"]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "soak"
@@ -168,13 +183,15 @@ def main() -> None:
             for mode in ("xrdct", "xcsct")
             if (samples := sampler.samples.get(f"{mode} analysis"))
         }  # the analysis process's life: the mode's
-        reports = re.findall(r"frames: (\d+) live, (\d+) from the recorder's file, (\d+) lost to both", stdout)
+        reports = re.findall(r"frames: (\d+) live, (\d+) from the recorder's file, (\d+) lost to both"
+                             r"(?:; receive buffer peak (\d+) frames \((\d+) MB\))?", stdout)  # fmt: skip
     results = {
         "benchmark": "soak", "machine": machine_description(), "command": " ".join(command[2:]),
         "duration_s": duration_s, "frames_recorded": recorded, "frames_missing_in_run_files": missing,
         "files_MB": files_mb,
-        "analyses": [{"live": int(a), "from_file": int(b), "lost": int(c)} for a, b, c in reports],
-        "frames_lost": missing + sum(int(c) for *_, c in reports), "sampling_interval_s": args.every,
+        "analyses": [{"live": int(a), "from_file": int(b), "lost": int(c), "receive_buffer_peak_frames": int(d or 0),
+                      "receive_buffer_peak_MB": int(e or 0)} for a, b, c, d, e in reports],
+        "frames_lost": missing + sum(int(c) for _, _, c, *_ in reports), "sampling_interval_s": args.every,
         "warm_up_fraction": WARM_UP_FRACTION,
         "phases": phases,
         "processes": {role: _summary(samples, phases) for role, samples in sampler.samples.items()
@@ -183,7 +200,8 @@ def main() -> None:
     }  # fmt: skip
     for role, figures in results["processes"].items():
         by_phase = ", ".join(
-            f"{phase} {values['rss_slope_MB_per_h']:+.1f}" for phase, values in figures["phases"].items()
+            f"{phase} {values['rss_slope_MB_per_h']:+.1f}, second half {values['rss_slope_second_half_MB_per_h']:+.1f}"
+            for phase, values in figures["phases"].items()
         )
         print(f"{role:36s} {figures['alive_s'] / 60:5.1f} min  RSS {figures['rss_MB']['after_warm_up']:7.1f} -> "
               f"{figures['rss_MB']['last']:7.1f} MB, slope {figures['rss_slope_MB_per_h']:+7.1f} MB/h ({by_phase}; "
