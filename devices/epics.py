@@ -12,7 +12,8 @@ so moving from simulation to the beamline changes how devices are constructed, n
 The detectors stream through the vendors' own servers at the beamline (Pilatus/Eiger
 stream interfaces, PCO's and HEXITEC's acquisition servers): the bridge from those to the
 frame channel is not part of this module. Instantiating these classes needs an EPICS
-control layer (``pip install pyepics`` or ``caproto``).
+control layer (``pip install pyepics`` or ``caproto``). :mod:`devices.ioc` serves every PV they
+use from a simulated end station (``operando sim-ioc``): the tests run them against it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,13 @@ _MODE_CODES = {"open_circuit": 0, "constant_current": 1, "constant_voltage": 2, 
 
 
 class EpicsPotentiostat(Device):
-    """A potentiostat IOC with a step-table sequencer (same names as the simulated one)."""
+    """A potentiostat IOC with a step-table sequencer (same names as the simulated one).
+
+    Like the simulated one it can be monitored whole (``bps.monitor(potentiostat)``): every
+    new voltage reading from the IOC is a reading of the device."""
+
+    SUB_READING = "reading"
+    _default_sub = SUB_READING
 
     mode = Cpt(EpicsSignalRO, "MODE_RBV", string=True, kind="normal")
     voltage = Cpt(EpicsSignalRO, "VOLTAGE_RBV", kind="hinted")
@@ -83,6 +90,13 @@ class EpicsPotentiostat(Device):
     start_sequence = Cpt(EpicsSignal, "START", kind="omitted")
     open_circuit = Cpt(EpicsSignal, "OPEN_CIRCUIT", kind="omitted")
     running = Cpt(EpicsSignalRO, "RUNNING_RBV", kind="omitted")
+
+    def __init__(self, prefix: str = "", *, name: str, **kwargs: Any) -> None:
+        super().__init__(prefix, name=name, **kwargs)
+        self.voltage.subscribe(self._new_reading, run=False)
+
+    def _new_reading(self, *, timestamp: float | None = None, **kwargs: Any) -> None:
+        self._run_subs(sub_type=self.SUB_READING, timestamp=timestamp)
 
     @property
     def limits(self) -> PotentiostatLimits:

@@ -84,6 +84,24 @@ class Trajectory:
         # a short move never reaches cruise speed: triangular profile
         return 2 * math.sqrt(distance * self.accel_s / self.velocity) if self.accel_s else distance / self.velocity
 
+    def position_at(self, time_s: float) -> float:
+        """Where the axis is at ``time_s`` (before the move: its start; after: its stop)."""
+        elapsed = min(max(time_s - self.start_time, 0.0), self.duration_s)
+        distance = abs(self.stop - self.start)
+        if not self.accel_s:
+            travelled = self.velocity * elapsed
+        else:
+            rate = self.velocity / self.accel_s  # egu/s², while speeding up or slowing down
+            ramp_s = min(self.accel_s, self.duration_s / 2)  # a short move never cruises
+            left_s = self.duration_s - elapsed
+            if elapsed <= ramp_s:
+                travelled = 0.5 * rate * elapsed**2
+            elif left_s <= ramp_s:
+                travelled = distance - 0.5 * rate * left_s**2
+            else:
+                travelled = self._ramp_distance + self.velocity * (elapsed - ramp_s)
+        return self.start + self.direction * min(travelled, distance)
+
     def cruise_range(self) -> tuple[float, float]:
         """Positions (low, high) travelled at constant speed."""
         low, high = sorted((self.start, self.stop))

@@ -5,7 +5,8 @@ Sub-commands: ``record`` (the recorder service), ``replay`` (re-emit a recorded 
 integration scaled out over worker processes), ``analyze`` (a recorded run through fresh
 analyses), ``info`` (what a run file holds), ``simulate`` (a simulated cell's calibration
 files and ground truth), ``bench`` (the benchmarks), ``dashboard`` (the live analyses in a
-web page), ``keys`` (CURVE key pairs) and ``demo`` (the main job on embedded defaults).
+web page), ``keys`` (CURVE key pairs), ``sim-ioc`` (the simulated end station's EPICS IOC)
+and ``demo`` (the main job on embedded defaults).
 A user mistake (bad option value, missing file) gives one line on stderr and exit code 2,
 never a traceback.
 
@@ -34,7 +35,7 @@ from streaming.wire.transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADD
 from .dashboard import cmd_dashboard
 from .data_commands import cmd_info, cmd_record, cmd_replay, cmd_simulate
 from .job_commands import cmd_bench, cmd_demo
-from .service_commands import cmd_analyze, cmd_consume, cmd_distribute, cmd_integrate, cmd_keys
+from .service_commands import cmd_analyze, cmd_consume, cmd_distribute, cmd_integrate, cmd_keys, cmd_sim_ioc
 
 __all__ = ["main"]
 
@@ -195,6 +196,14 @@ def _build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--client", action="append", metavar="NAME", help="a client's pair to add (repeatable; "
                       "default: 'client' in a new folder)")  # fmt: skip
 
+    ioc = commands.add_parser("sim-ioc", help="serve the simulated end station's PVs (motors, shutter, slits, "
+                              "potentiostat) on Channel Access, until Ctrl-C/SIGTERM")  # fmt: skip
+    ioc.add_argument("--prefix", default="OPS:", help="PV prefix (default %(default)s)")
+    ioc.add_argument("--port", type=int, default=5064, help="Channel Access server port (default %(default)s)")
+    ioc.add_argument("--interface", default="127.0.0.1", help="address to serve on (default %(default)s)")
+    ioc.add_argument("--speed", type=float, default=1.0, help="the cell's seconds per wall second (default "
+                     "%(default)s)")  # fmt: skip
+
     for networked in (record, replay_cmd, analyze, consume, distribute, integrate, demo, dashboard):
         _add_security_options(networked)
     return parser
@@ -213,6 +222,7 @@ _COMMANDS = {
     "integrate": cmd_integrate,
     "dashboard": cmd_dashboard,
     "keys": cmd_keys,
+    "sim-ioc": cmd_sim_ioc,
 }
 
 

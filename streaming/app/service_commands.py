@@ -200,3 +200,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def cmd_sim_ioc(args: argparse.Namespace) -> int:
+    """``operando sim-ioc``: the simulated end station on Channel Access (:mod:`devices.ioc`)."""
+    from devices.ioc import run_sim_ioc  # caproto only for this command
+
+    if not 0 < args.port < 65536 or not args.speed > 0:
+        raise ConfigError(f"sim-ioc: need 0 < --port < 65536 and --speed > 0, got {args.port}, {args.speed}")
+    run_sim_ioc(args.prefix, port=args.port, interface=args.interface, speed=args.speed)
+    return 0
