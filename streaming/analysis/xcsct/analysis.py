@@ -20,7 +20,9 @@ in ``out_dir``, linked from the run file as ``/entry/xcs`` and ``/entry/xct``), 
 summary ``<stem>.xcs.png`` (:mod:`streaming.analysis.xcsct.figure`).
 
 Spectra kept: per acquisition the spectrum summed over the region and over the detector
-(n_acq, n_bins), plus the full 80 × 80 × n_bins cube of the latest acquisition only. A cube is
+(n_acq, n_bins), plus the full 80 × 80 × n_bins cube of the latest acquisition only. The arrays
+of every acquisition (maps, masks, spectra) wait on disk until the run ends, the latest alone in
+memory (:mod:`.spill`), so memory does not grow with the number of acquisitions. A cube is
 25.6 MB of uint32; all of them would grow memory and file with the run's length, while
 every cube can be rebuilt exactly by replaying the run file with another configuration.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +52,14 @@ from streaming.wire.protocol import Frame
 
 from .config import XcsctAnalysisConfig
 from .products import xcsct_products
+from .spill import SpilledArrays, SpillFile
 from .xct import DARK, XctResult, XctScanReducer, reduce_scan, write_xct
 
 __all__ = ["XcsctAnalysis", "xcsct_analysis_factory"]
 
 logger = logging.getLogger(__name__)
+
+SPILLED = ("emf_map", "emf_sigma", "region_mask", "spectrum_region", "spectrum_total")  # per acquisition, on disk
 
 
 @dataclass
@@ -102,10 +108,12 @@ class XcsctAnalysis:
         self._acquisition: _Acquisition | None = None
         self._reducer: XctScanReducer | None = None
         self.xct: list[XctResult] = []  # every scan, the latest alone with its volume and masks (memory)
-        self.results: dict[str, list[Any]] = {key: [] for key in (
-            "scan", "position", "position_mm", "emf_time", "n_frames", "n_frames_expected", "emf_map", "emf_sigma",
-            "emf_cathode", "emf_cathode_sigma", "region_mask", "region_from_xct", "spectrum_region",
-            "spectrum_total")}  # fmt: skip
+        self._spill = SpillFile()  # the arrays of every acquisition but the latest: on disk (.spill)
+        weakref.finalize(self, self._spill.close)  # an analysis that never finishes, too
+        self.results: dict[str, list[Any] | SpilledArrays] = {key: [] for key in (
+            "scan", "position", "position_mm", "emf_time", "n_frames", "n_frames_expected", "emf_cathode",
+            "emf_cathode_sigma", "region_from_xct")}  # fmt: skip
+        self.results.update({key: SpilledArrays(self._spill, key) for key in SPILLED})
         self.counters: list[dict[str, int]] = []
         self.latest_cube: np.ndarray | None = None
         self.readings = PotentiostatReadings()
@@ -269,6 +277,9 @@ class XcsctAnalysis:
         self.files["xct"] = self.config.out_dir / analysis_file_name(run_file, "xct")
         with h5py.File(self.files["xcs"], "w") as file:
             self._write_xcs(_entry(file), series, stop)
+        for key in SPILLED:  # read from the sidecar from now on: the temporary file goes
+            self.results[key].moved_to(self.files["xcs"], f"entry/xcs/{key}")
+        self._spill.close()
         with h5py.File(self.files["xct"], "w") as file:
             write_xct(_entry(file), self.xct, self._xct_attrs())
         if self.config.figure:
@@ -350,8 +361,11 @@ class XcsctAnalysis:
         group.create_dataset("energy", data=self._edges_kev).attrs["units"] = "keV"
         units = {"position_mm": "mm", "emf_time": "s"}
         for key, values in self.results.items():
+            if isinstance(values, SpilledArrays):
+                values.write_to(group, key, compression="gzip")
+                continue
             data = np.asarray(values) if values else np.empty((0,))
-            dataset = group.create_dataset(key, data=data, compression="gzip" if data.ndim > 1 else None)
+            dataset = group.create_dataset(key, data=data)
             if key in units:
                 dataset.attrs["units"] = units[key]
         group.create_dataset("voltage", data=self.voltage_v).attrs["units"] = "V"
