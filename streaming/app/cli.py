@@ -5,8 +5,9 @@ Sub-commands: ``record`` (the recorder service), ``replay`` (re-emit a recorded 
 integration scaled out over worker processes), ``analyze`` (a recorded run through fresh
 analyses), ``info`` (what a run file holds), ``simulate`` (a simulated cell's calibration
 files and ground truth), ``bench`` (the benchmarks), ``dashboard`` (the live analyses in a
-web page), ``keys`` (CURVE key pairs), ``sim-ioc`` (the simulated end station's EPICS IOC)
-and ``demo`` (the main job on embedded defaults).
+web page), ``keys`` (CURVE key pairs), ``sim-ioc`` (the simulated end station's EPICS IOC),
+``bridge`` (an areaDetector's frames onto the frame channel) and ``demo`` (the main job on
+embedded defaults).
 A user mistake (bad option value, missing file) gives one line on stderr and exit code 2,
 never a traceback.
 
@@ -35,7 +36,7 @@ from streaming.wire.transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADD
 from .dashboard import cmd_dashboard
 from .data_commands import cmd_info, cmd_record, cmd_replay, cmd_simulate
 from .job_commands import cmd_bench, cmd_demo
-from .service_commands import cmd_analyze, cmd_consume, cmd_distribute, cmd_integrate, cmd_keys, cmd_sim_ioc
+from .service_commands import cmd_analyze, cmd_bridge, cmd_consume, cmd_distribute, cmd_integrate, cmd_keys, cmd_sim_ioc
 
 __all__ = ["main"]
 
@@ -196,6 +197,16 @@ def _build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--client", action="append", metavar="NAME", help="a client's pair to add (repeatable; "
                       "default: 'client' in a new folder)")  # fmt: skip
 
+    bridge = commands.add_parser("bridge", help="an areaDetector's frames (NTNDArray over PV Access) onto the frame "
+                                 "channel, in the runs of the document channel, until Ctrl-C/SIGTERM")  # fmt: skip
+    bridge.add_argument("protocol", choices=["pva"], help="where the frames come from")
+    bridge.add_argument("--pv", required=True, help="the NTNDArray PV (areaDetector: PREFIX:Pva1:Image)")
+    bridge.add_argument("--stream", required=True, help="the frames' stream: the detector's name in the plans")
+    bridge.add_argument("--documents", default=DEFAULT_DOCUMENT_ADDRESS, help="document channel endpoint "
+                        "(default %(default)s)")  # fmt: skip
+    bridge.add_argument("--frames", default=DEFAULT_FRAME_ADDRESS, help="frame channel endpoint, bound here "
+                        "(default %(default)s)")  # fmt: skip
+
     ioc = commands.add_parser("sim-ioc", help="serve the simulated end station's PVs (motors, shutter, slits, "
                               "potentiostat) on Channel Access, until Ctrl-C/SIGTERM")  # fmt: skip
     ioc.add_argument("--prefix", default="OPS:", help="PV prefix (default %(default)s)")
@@ -204,7 +215,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ioc.add_argument("--speed", type=float, default=1.0, help="the cell's seconds per wall second (default "
                      "%(default)s)")  # fmt: skip
 
-    for networked in (record, replay_cmd, analyze, consume, distribute, integrate, demo, dashboard):
+    for networked in (record, replay_cmd, analyze, consume, distribute, integrate, demo, dashboard, bridge):
         _add_security_options(networked)
     return parser
 
@@ -223,6 +234,7 @@ _COMMANDS = {
     "dashboard": cmd_dashboard,
     "keys": cmd_keys,
     "sim-ioc": cmd_sim_ioc,
+    "bridge": cmd_bridge,
 }
 
 

@@ -17,7 +17,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from streaming.errors import ConfigError
 from streaming.store.runreader import RunFileReader
-from streaming.wire.transport import FramePublisher
+from streaming.wire.transport import DocumentSubscriber, FramePublisher
 
 from .config import load_config
 from .data_commands import stop_on_signals
@@ -209,4 +209,24 @@ def cmd_sim_ioc(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536 or not args.speed > 0:
         raise ConfigError(f"sim-ioc: need 0 < --port < 65536 and --speed > 0, got {args.port}, {args.speed}")
     run_sim_ioc(args.prefix, port=args.port, interface=args.interface, speed=args.speed)
+    return 0
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    """``operando bridge pva``: NTNDArray updates to frames (:mod:`.bridge`)."""
+    from .bridge import PvaFrameBridge
+
+    stop = stop_on_signals()
+    with FramePublisher(args.frames) as frames:
+        documents = DocumentSubscriber(args.documents)
+        bridge = PvaFrameBridge(args.pv, args.stream, documents=documents, frames=frames).start()
+        print(f"{args.pv} -> {args.stream} frames on {frames.address}, runs from {args.documents}", flush=True)
+        try:
+            bridge.run(stop)
+        finally:
+            bridge.close()
+            documents.close()
+        counts = bridge.counts
+        print(f"sent {counts.sent} frames; {counts.missing} missing by uniqueId, {counts.dropped_before_run} "
+              f"before a run, {counts.invalid} invalid", flush=True)  # fmt: skip
     return 0
