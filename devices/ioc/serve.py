@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from typing import Any
@@ -12,8 +11,6 @@ from caproto.asyncio.server import run
 from .beamline import SimBeamlineIOC
 
 __all__ = ["ca_environment", "run_sim_ioc"]
-
-logger = logging.getLogger(__name__)
 
 
 def ca_environment(port: int, interface: str = "127.0.0.1") -> dict[str, str]:
@@ -38,8 +35,12 @@ def run_sim_ioc(prefix: str = "OPS:", *, port: int = 5064, interface: str = "127
     ioc = SimBeamlineIOC(prefix, speed=speed)
 
     def interrupt(*_: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one would cut the clean-up short
         raise KeyboardInterrupt  # caproto's run closes its sockets and tasks on it
 
     signal.signal(signal.SIGTERM, interrupt)
-    logger.info("simulated IOC %s: %d PVs on %s:%d", prefix, len(ioc.pvdb), interface, port)
-    run(ioc.pvdb, interfaces=[interface])
+
+    async def announce(async_lib: Any) -> None:  # once it answers searches
+        print(f"serving {len(ioc.pvdb)} PVs under {prefix} on {interface}:{port}", flush=True)
+
+    run(ioc.pvdb, interfaces=[interface], startup_hook=announce)

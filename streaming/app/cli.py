@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,7 +211,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ioc = commands.add_parser("sim-ioc", help="serve the simulated end station's PVs (motors, shutter, slits, "
                               "potentiostat) on Channel Access, until Ctrl-C/SIGTERM")  # fmt: skip
     ioc.add_argument("--prefix", default="OPS:", help="PV prefix (default %(default)s)")
-    ioc.add_argument("--port", type=int, default=5064, help="Channel Access server port (default %(default)s)")
+    ioc.add_argument("--port", type=int, default=os.environ.get("EPICS_CA_SERVER_PORT", "5064"),
+                     help="Channel Access server port (default: EPICS_CA_SERVER_PORT, else 5064)")  # fmt: skip
     ioc.add_argument("--interface", default="127.0.0.1", help="address to serve on (default %(default)s)")
     ioc.add_argument("--speed", type=float, default=1.0, help="the cell's seconds per wall second (default "
                      "%(default)s)")  # fmt: skip
