@@ -71,6 +71,7 @@ class AxisIOC(PVGroup):
                          "acceleration_s": acceleration_s, "egu": egu}  # fmt: skip
         self.tick_s = 1.0 / tick_hz
         self.trajectory: Trajectory | None = None
+        self._travelled_to = 0.0  # where the last tick saw the axis (a stall is looked for beyond it)
 
     @property
     def fields(self) -> MotorFields:
@@ -109,10 +110,13 @@ class AxisIOC(PVGroup):
         position = moving.position_at(now) if moving is not None else fields.user_readback_value.value
         if fields.stop.value:  # a stop the tick has not seen yet was for what moved before this
             await fields.stop.write(0)
-        speed = min(fields.velocity.value, fields.max_velocity.value)
+        speed = fields.velocity.value
+        if fields.max_velocity.value > 0:  # VMAX 0: no maximum, as in the motor record
+            speed = min(speed, fields.max_velocity.value)
         if speed <= 0:
             await fields.limit_violation.write(1)
             return instance.value
+        self._travelled_to = position
         self.trajectory = Trajectory(now, position, float(value), speed, fields.seconds_to_velocity.value)
         await fields.direction_of_travel.write(1 if value >= position else 0)
         await fields.motor_is_moving.write(1)
@@ -130,10 +134,13 @@ class AxisIOC(PVGroup):
             return
         now = time.time()
         position = trajectory.position_at(now)
-        stall = self.stall_at.value
-        stalled = math.isfinite(stall) and min(trajectory.start, position) <= stall <= max(trajectory.start, position)
+        stall, direction = self.stall_at.value, trajectory.direction
+        # the stall position lies in what the axis travelled since the last tick (not where it set off)
+        stalled = math.isfinite(stall) and 0 < direction * (stall - self._travelled_to) <= direction * (
+            position - self._travelled_to)  # fmt: skip
         if stalled:
             position = stall
+        self._travelled_to = position
         if fields.stop.value or stalled:
             await fields.stop.write(0)
             await self._arrive(position, stalled=stalled)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from typing import Any
 
 from caproto.asyncio.server import run
+
+from streaming.errors import ConfigError
 
 from .beamline import SimBeamlineIOC
 
@@ -31,6 +34,11 @@ def run_sim_ioc(prefix: str = "OPS:", *, port: int = 5064, interface: str = "127
     """Serve :class:`~.beamline.SimBeamlineIOC` under ``prefix`` until SIGINT or SIGTERM.
 
     ``speed``: the potentiostat's cell seconds per wall second."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # caproto would take another port silently
+        try:
+            probe.bind((interface, port))
+        except OSError as taken:
+            raise ConfigError(f"sim-ioc: cannot serve on {interface}:{port}: {taken.strerror}") from None
     os.environ.update(ca_environment(port, interface))
     ioc = SimBeamlineIOC(prefix, speed=speed)
 

@@ -4,13 +4,14 @@
 :class:`PvaFrameBridge` monitors one NTNDArray PV with p4p and sends every update as one frame
 of ``stream``, in the run that is open on the document channel:
 
-- ``run_uid``: of the latest start document (the plan opens the run before it starts the
-  detector); frames that come before any start wait for it (up to ``max_waiting_bytes``, then
-  the oldest are dropped and counted), and those made before the run's start time are dropped
-  and counted when it comes;
+- ``run_uid``: of the run whose time window (its start document's ``time`` to its stop's,
+  give or take a second of clock skew) holds the frame's time stamp: documents and frames
+  travel different paths, so a frame may come before its run's start (it waits for it, up to
+  ``max_waiting_bytes``) or after its stop; a frame in no run's window is dropped and counted;
 - ``seq``: the array's ``uniqueId`` less the run's first, so a gap in ``uniqueId`` (frames the
   IOC made and PV Access dropped) is a gap the receivers count as missing, and the bridge counts
-  too (``missing``);
+  too (``missing``); a ``uniqueId`` that goes back (the IOC restarted) goes on from the run's
+  last ``seq`` (``restarts``);
 - ``timestamp``: the array's time stamp; ``positions`` and ``indices``: its NDAttributes named
   ``position:<name>`` (float) and ``index:<name>`` (int), as areaDetector's attribute files can
   name them (the simulated IOC does).
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from streaming.errors import ConfigError
+from streaming.errors import ConfigError, FrameDecodeError
 from streaming.wire.protocol import FrameHeader
 from streaming.wire.transport import DocumentSubscriber, FramePublisher
 
@@ -45,17 +46,21 @@ _CLOCK_SKEW_S = 1.0  # between the IOC's clock and the RunEngine's, at most
 
 @dataclass
 class BridgeCounts:
-    """What a bridge did: frames sent, frames missing by ``uniqueId``, frames dropped while
-    waiting for a run, and updates that were not NTNDArrays (counted and skipped)."""
+    """What a bridge did: frames sent; frames missing by ``uniqueId``; frames dropped outside
+    any run (made before its start or after its stop, or while waiting overflowed); updates
+    that were not valid NTNDArrays, or frames the channel refused (counted and skipped); and
+    times the IOC's ``uniqueId`` went back (its count restarted: the run's numbering goes on)."""
 
     sent: int = 0
     missing: int = 0
-    dropped_before_run: int = 0
+    dropped_outside_runs: int = 0
     invalid: int = 0
+    restarts: int = 0
 
 
 def frame_metadata(attributes: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:
-    """``positions`` and ``indices`` of a frame from its NDAttributes (see the module docstring)."""
+    """``positions`` and ``indices`` of a frame from its NDAttributes (see the module docstring);
+    ``ValueError`` if one of them is not a number."""
     positions = {name[len(POSITION) :]: float(value) for name, value in attributes.items() if name.startswith(POSITION)}
     indices = {name[len(INDEX) :]: int(value) for name, value in attributes.items() if name.startswith(INDEX)}
     return positions, indices
@@ -66,7 +71,22 @@ class _Update:
     unique_id: int
     timestamp: float
     data: np.ndarray
-    attributes: dict[str, Any]
+    positions: dict[str, float]
+    indices: dict[str, int]
+
+
+@dataclass
+class _Run:
+    """A run's time window (s since the epoch; ``stop`` None while open) and its numbering."""
+
+    uid: str
+    start: float
+    stop: float | None = None
+    offset: int | None = None  # seq = uniqueId + offset
+    last_seq: int = -1
+
+    def holds(self, timestamp: float) -> bool:
+        return self.start - _CLOCK_SKEW_S <= timestamp and (self.stop is None or timestamp <= self.stop + _CLOCK_SKEW_S)
 
 
 class PvaFrameBridge:
@@ -79,16 +99,17 @@ class PvaFrameBridge:
     stream : str
         The frames' stream name (the detector's name in the plans).
     documents : DocumentSubscriber
-        The document channel, for the runs' uids.
+        The document channel, for the runs' uids and time windows.
     frames : FramePublisher
         Where the frames go.
     max_waiting_bytes : int
-        Frames held while no run is open, at most.
+        Frames held while no run is known for them, at most.
     pva_conf : dict, optional
         p4p client settings (``EPICS_PVA_ADDR_LIST``, ...) instead of the environment's.
     queue_size : int
-        Updates the PV Access server may queue for the bridge (``record[queueSize=...]``) before
-        it squashes them (the frames lost then are counted as missing).
+        Updates the PV Access server may queue for the bridge (``record[queueSize=...]``), and
+        the bridge for its thread, before the server squashes them (the frames lost then are
+        counted as missing).
     """
 
     def __init__(self, pv: str, stream: str, *, documents: DocumentSubscriber, frames: FramePublisher,
@@ -96,27 +117,41 @@ class PvaFrameBridge:
                  queue_size: int = 32) -> None:  # fmt: skip
         if not pv or not stream:
             raise ConfigError(f"bridge: need a PV and a stream name, got {pv!r}, {stream!r}")
+        if queue_size < 1:
+            raise ConfigError(f"bridge: queue_size must be >= 1, got {queue_size}")
         self.pv, self.stream = pv, stream
         self.documents, self.frames = documents, frames
         self.max_waiting_bytes = max_waiting_bytes
         self.pva_conf, self.queue_size = pva_conf, queue_size
         self.counts = BridgeCounts()
-        self.run_uid: str | None = None
-        self._first_id: int | None = None
-        self._last_id: int | None = None
-        self._updates: queue.SimpleQueue[_Update | None] = queue.SimpleQueue()
+        self._counts_lock = threading.Lock()  # p4p's thread and the bridge's both count
+        self._runs: deque[_Run] = deque(maxlen=8)  # the latest runs: frames come late, by their time stamps
+        # bounded: a full queue holds p4p's thread up, and the server squashes what it cannot send
+        self._updates: queue.Queue[_Update] = queue.Queue(maxsize=queue_size)
         self._waiting: deque[_Update] = deque()
         self._waiting_bytes = 0
         self._subscription = None
         self._context = self._queue = None
         self._connected = False
 
+    @property
+    def run_uid(self) -> str | None:
+        """The open run's uid (None between runs)."""
+        return self._runs[-1].uid if self._runs and self._runs[-1].stop is None else None
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._counts_lock:
+            setattr(self.counts, name, getattr(self.counts, name) + n)
+
     # -- PV Access side (p4p's threads) --------------------------------------------------------
 
     def start(self) -> PvaFrameBridge:
         """Subscribe to the PV (p4p's client, its own threads)."""
-        from p4p.client.thread import Context  # p4p only for the bridge
-        from p4p.util import ThreadedWorkQueue
+        try:
+            from p4p.client.thread import Context  # p4p only for the bridge
+            from p4p.util import ThreadedWorkQueue
+        except ImportError as missing:
+            raise ConfigError(f"bridge: PV Access needs p4p (pip install -e '.[epics]'): {missing}") from None
 
         # the updates' own thread (p4p's default ones live as long as the process)
         self._queue = ThreadedWorkQueue(name=f"bridge {self.pv}", maxsize=0, daemon=True).start()
@@ -129,8 +164,8 @@ class PvaFrameBridge:
     def _on_update(self, value: Any) -> None:
         from p4p.nt import NTNDArray
 
-        if isinstance(value, Exception):  # a disconnect: the IOC went away, or is not there yet
-            logger.warning("bridge %s: %s", self.pv, value)
+        if isinstance(value, Exception):  # not connected yet, a disconnect, or the server's error
+            (logger.warning if self._connected else logger.info)("bridge %s: %s", self.pv, value)
             self._connected = False
             return
         if not self._connected:  # a monitor's first update is the PV's value then: an old frame
@@ -140,10 +175,11 @@ class PvaFrameBridge:
             array = NTNDArray.unwrap(value)
             stamp = value["timeStamp"]
             timestamp = float(stamp["secondsPastEpoch"]) + 1e-9 * float(stamp["nanoseconds"])
-            update = _Update(int(value["uniqueId"]), timestamp, np.asarray(array), dict(array.attrib))
+            positions, indices = frame_metadata(dict(array.attrib))
+            update = _Update(int(value["uniqueId"]), timestamp, np.asarray(array), positions, indices)
         except (KeyError, ValueError, TypeError, AttributeError) as error:
-            self.counts.invalid += 1
-            logger.warning("bridge %s: an update that is not an NTNDArray (%s), skipped", self.pv, error)
+            self._count("invalid")
+            logger.warning("bridge %s: an update that is not a valid NTNDArray (%s), skipped", self.pv, error)
             return
         self._updates.put(update)
 
@@ -155,8 +191,9 @@ class PvaFrameBridge:
             self.step(poll_s)
 
     def step(self, timeout_s: float = 0.01) -> None:
-        """Take the documents that came, then send the updates that came (waiting at most
-        ``timeout_s`` for the first)."""
+        """Take the documents that came, then the updates (waiting at most ``timeout_s`` for the
+        first). Each frame goes to the run whose time window holds its time stamp: documents and
+        frames come on different paths, so their arrival order means nothing."""
         while (item := self.documents.recv(timeout_s=0)) is not None:
             self._document(*item)
         try:
@@ -172,45 +209,54 @@ class PvaFrameBridge:
 
     def _document(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start":
-            self.run_uid, self._first_id, self._last_id = doc["uid"], None, None
+            self._runs.append(_Run(doc["uid"], float(doc.get("time", 0.0))))
             waiting, self._waiting, self._waiting_bytes = self._waiting, deque(), 0
             for update in waiting:
-                if update.timestamp < doc.get("time", 0.0) - _CLOCK_SKEW_S:
-                    self.counts.dropped_before_run += 1  # made before the run opened: not its frame
-                else:
-                    self._send(update)
-        elif name == "stop" and doc.get("run_start") == self.run_uid:
-            self.run_uid = None
+                self._take(update, waited=True)
+        elif name == "stop":
+            for run in self._runs:
+                if run.uid == doc.get("run_start"):
+                    run.stop = float(doc.get("time", 0.0))
 
-    def _take(self, update: _Update) -> None:
-        if self.run_uid is not None:
-            self._send(update)
-            return
-        self._waiting.append(update)
-        self._waiting_bytes += update.data.nbytes
-        while self._waiting_bytes > self.max_waiting_bytes:
-            dropped = self._waiting.popleft()
-            self._waiting_bytes -= dropped.data.nbytes
-            self.counts.dropped_before_run += 1
+    def _take(self, update: _Update, *, waited: bool = False) -> None:
+        run = next((run for run in reversed(self._runs) if run.holds(update.timestamp)), None)
+        if run is not None:
+            self._send(run, update)
+        elif waited or (self._runs and update.timestamp < self._runs[-1].start):
+            self._count("dropped_outside_runs")  # before the latest run, and in none: not a run's frame
+        else:  # the start of its run has not come yet
+            self._waiting.append(update)
+            self._waiting_bytes += update.data.nbytes
+            while self._waiting_bytes > self.max_waiting_bytes:
+                self._waiting_bytes -= self._waiting.popleft().data.nbytes
+                self._count("dropped_outside_runs")
 
-    def _send(self, update: _Update) -> None:
-        if self._first_id is None:
-            self._first_id = update.unique_id
-        elif update.unique_id > self._last_id + 1:
-            self.counts.missing += update.unique_id - self._last_id - 1
-        elif update.unique_id <= self._last_id:
-            self.counts.invalid += 1  # the IOC restarted its count: not this run's sequence
+    def _send(self, run: _Run, update: _Update) -> None:
+        if run.offset is None:
+            run.offset = -update.unique_id
+        seq = update.unique_id + run.offset
+        if seq <= run.last_seq:  # the IOC's count went back (a restart): the run's numbering goes on
+            logger.warning("bridge %s: uniqueId went back from %d to %d; numbering on from seq %d", self.pv,
+                           run.last_seq - run.offset, update.unique_id, run.last_seq + 1)  # fmt: skip
+            self._count("restarts")
+            run.offset, seq = run.last_seq + 1 - update.unique_id, run.last_seq + 1
+        elif seq > run.last_seq + 1:
+            self._count("missing", seq - run.last_seq - 1)
+        header = FrameHeader(run_uid=run.uid, stream=self.stream, seq=seq, timestamp=update.timestamp,
+                             dtype=update.data.dtype.str, shape=update.data.shape, positions=update.positions,
+                             indices=update.indices)  # fmt: skip
+        try:
+            self.frames.send(header, update.data)
+        except (FrameDecodeError, ValueError, TypeError) as refused:  # a dtype or header the channel does not carry
+            self._count("invalid")
+            logger.warning("bridge %s: frame %d not sent: %s", self.pv, update.unique_id, refused)
             return
-        self._last_id = update.unique_id
-        positions, indices = frame_metadata(update.attributes)
-        header = FrameHeader(run_uid=self.run_uid, stream=self.stream, seq=update.unique_id - self._first_id,
-                             timestamp=update.timestamp, dtype=update.data.dtype.str, shape=update.data.shape,
-                             positions=positions, indices=indices)  # fmt: skip
-        self.frames.send(header, update.data)
-        self.counts.sent += 1
+        run.last_seq = seq
+        self._count("sent")
 
     def close(self) -> None:
-        """Stop the subscription (the channels are the caller's)."""
+        """Stop the subscription (the channels are the caller's); frames still held are counted
+        as dropped."""
         if self._subscription is not None:
             self._subscription.close()
         if self._context is not None:
@@ -218,3 +264,5 @@ class PvaFrameBridge:
         if self._queue is not None:
             self._queue.stop()
         self._subscription = self._context = self._queue = None
+        self._count("dropped_outside_runs", len(self._waiting) + self._updates.qsize())
+        self._waiting.clear()

@@ -217,16 +217,15 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     from .bridge import PvaFrameBridge
 
     stop = stop_on_signals()
-    with FramePublisher(args.frames) as frames:
-        documents = DocumentSubscriber(args.documents)
-        bridge = PvaFrameBridge(args.pv, args.stream, documents=documents, frames=frames).start()
-        print(f"{args.pv} -> {args.stream} frames on {frames.address}, runs from {args.documents}", flush=True)
+    with FramePublisher(args.frames) as frames, DocumentSubscriber(args.documents) as documents:
+        bridge = PvaFrameBridge(args.pv, args.stream, documents=documents, frames=frames)
         try:
+            bridge.start()
+            print(f"{args.pv} -> {args.stream} frames on {frames.address}, runs from {args.documents}", flush=True)
             bridge.run(stop)
         finally:
             bridge.close()
-            documents.close()
-        counts = bridge.counts
-        print(f"sent {counts.sent} frames; {counts.missing} missing by uniqueId, {counts.dropped_before_run} "
-              f"before a run, {counts.invalid} invalid", flush=True)  # fmt: skip
+        n = bridge.counts
+        print(f"sent {n.sent} frames; {n.missing} missing by uniqueId, {n.dropped_outside_runs} outside any run, "
+              f"{n.invalid} invalid, {n.restarts} uniqueId restarts", flush=True)  # fmt: skip
     return 0

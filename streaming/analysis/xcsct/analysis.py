@@ -108,7 +108,7 @@ class XcsctAnalysis:
         self._acquisition: _Acquisition | None = None
         self._reducer: XctScanReducer | None = None
         self.xct: list[XctResult] = []  # every scan, the latest alone with its volume and masks (memory)
-        self._spill = SpillFile()  # the arrays of every acquisition but the latest: on disk (.spill)
+        self._spill = SpillFile(config.out_dir)  # every acquisition's arrays but the latest: on disk (.spill)
         weakref.finalize(self, self._spill.close)  # an analysis that never finishes, too
         self.results: dict[str, list[Any] | SpilledArrays] = {key: [] for key in (
             "scan", "position", "position_mm", "emf_time", "n_frames", "n_frames_expected", "emf_cathode",

@@ -2,9 +2,10 @@
 memory flat however long the run.
 
 An acquisition leaves 125 kB of arrays (EMF map and its sigma, 80 x 80 float64; the region mask;
-two spectra): 0.4 GB an hour at the soak's 3 acquisitions a second, when they were all in
+two spectra): 1.35 GB an hour at the soak's 3 acquisitions a second, when they were all in
 memory (the soak measured +1.6 GB/h in the analysis once its buffers were full). A
-:class:`SpilledArrays` appends each to a dataset of a temporary HDF5 file (deleted when closed),
+:class:`SpilledArrays` appends each to a dataset of a temporary HDF5 file (deleted when closed;
+on the results' disk, not in a TMPDIR that may be memory),
 and behaves as the list it replaces: ``len``, indexing (the latest without a read), iteration
 and ``numpy.asarray``. When the run's results are written, :meth:`SpilledArrays.moved_to` points
 it at their copy in the sidecar file and the temporary file can go.
@@ -24,10 +25,11 @@ __all__ = ["SpillFile", "SpilledArrays"]
 
 
 class SpillFile:
-    """A temporary HDF5 file (``h5``): gone when closed, or when the process ends."""
+    """A temporary HDF5 file (``h5``) in ``folder``: gone when closed, or when the process ends."""
 
-    def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="operando-xcs-")
+    def __init__(self, folder: Path) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self._file = tempfile.TemporaryFile(prefix=".operando-xcs-", dir=folder)
         self.h5 = h5py.File(self._file, "w")
 
     def close(self) -> None:
@@ -85,11 +87,17 @@ class SpilledArrays:
         return data if dtype is None else data.astype(dtype)
 
     def write_to(self, group: h5py.Group, name: str, block: int = 256, **options: Any) -> h5py.Dataset:
-        """Copy into ``group[name]`` a block of acquisitions at a time (never all in memory)."""
+        """Copy into ``group[name]`` a block of acquisitions at a time (never all in memory), in
+        chunks of about 1 MB (what a reader of one acquisition decompresses)."""
+        if self._moved is not None:
+            raise ValueError(f"{self.name}: already written to {self._moved[0]}")
         if self._dataset is None:
             return group.create_dataset(name, data=np.empty((0,)))
         source = self._dataset
-        chunks = (min(len(source), block), *source.shape[1:]) if len(source) else None
+        per_chunk = max(
+            1, min(len(source), (1 << 20) // max(1, source.dtype.itemsize * int(np.prod(source.shape[1:]))))
+        )
+        chunks = (per_chunk, *source.shape[1:])
         target = group.create_dataset(name, shape=source.shape, dtype=source.dtype, chunks=chunks, **options)
         for start in range(0, len(source), block):
             target[start : start + block] = source[start : start + block]

@@ -13,7 +13,7 @@ from streaming.analysis.xcsct.spill import SpilledArrays, SpillFile
 
 
 def test_spilled_arrays_read_back_as_the_list_they_replace(tmp_path):
-    spill = SpillFile()
+    spill = SpillFile(tmp_path)
     maps = SpilledArrays(spill, "emf_map")
     arrays = [np.full((80, 80), i, np.float64) for i in range(5)]
     for array in arrays:
@@ -35,8 +35,8 @@ def test_spilled_arrays_read_back_as_the_list_they_replace(tmp_path):
         maps.append(arrays[0])
 
 
-def test_thousands_of_acquisitions_hold_no_more_memory_than_one():
-    spill = SpillFile()
+def test_thousands_of_acquisitions_hold_no_more_memory_than_one(tmp_path):
+    spill = SpillFile(tmp_path)
     maps = SpilledArrays(spill, "emf_map")
     maps.append(np.zeros((80, 80)))
     tracemalloc.start()

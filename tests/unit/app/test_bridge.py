@@ -39,16 +39,17 @@ def server() -> Iterator[tuple[SharedPV, dict[str, str]]]:
         queue.stop()
 
 
-def _image(unique_id: int, value: int, **attributes):
+def _image(unique_id: int, value: int, *, stamp_s: float | None = None, **attributes):
     wrapped = NTNDArray().wrap(np.full(SHAPE, value, np.int32), attrib=attributes)
     wrapped["uniqueId"] = unique_id
-    now = time.time()
-    wrapped["timeStamp.secondsPastEpoch"], wrapped["timeStamp.nanoseconds"] = int(now), int(now % 1 * 1e9)
+    stamp_s = time.time() if stamp_s is None else stamp_s
+    wrapped["timeStamp.secondsPastEpoch"], wrapped["timeStamp.nanoseconds"] = int(stamp_s), int(stamp_s % 1 * 1e9)
     return wrapped
 
 
-def _post(image: SharedPV, unique_id: int, value: int, **attributes) -> None:
-    image.post(_image(unique_id, value, **attributes))
+def _post(image: SharedPV, unique_id: int, value: int, **kwargs) -> None:
+    image.post(_image(unique_id, value, **kwargs))
+    time.sleep(0.02)  # a detector's 50 Hz
 
 
 @pytest.fixture
@@ -89,13 +90,12 @@ def _received(receiver: FrameSubscriber, n: int) -> list:
 
 def test_updates_become_the_open_runs_frames_numbered_by_unique_id(channels):
     image, documents, receiver, bridge = channels
-    time.sleep(0.2)  # the bridge's subscription is up: its first update is the PV's initial value
+    wait_until(lambda: bridge._connected)  # the PV's value when it connected is skipped: an old frame
     documents("start", {"uid": "run-1", "time": time.time() - 5})
     wait_until(lambda: bridge.run_uid == "run-1")
     for unique_id in (10, 11, 12, 14):  # 13 never came
         _post(image, unique_id, unique_id, **{"position:rotation": 0.5 * unique_id, "index:angle": unique_id - 10})
-        time.sleep(0.02)  # a monitor sends the latest value: these are a detector's 50 Hz
-    frames = _received(receiver, 4)[-4:]
+    frames = _received(receiver, 4)
     assert [f.header.seq for f in frames] == [0, 1, 2, 4]
     assert [int(f.data[0, 0]) for f in frames] == [10, 11, 12, 14]
     assert frames[0].header.shape == SHAPE and frames[0].header.dtype == np.dtype(np.int32).str
@@ -104,17 +104,44 @@ def test_updates_become_the_open_runs_frames_numbered_by_unique_id(channels):
     assert bridge.counts.missing == 1
 
 
-def test_frames_before_the_start_wait_for_it_and_older_ones_are_dropped(channels):
+def test_each_frame_goes_to_the_run_of_its_time_stamp_whatever_came_first(channels):
     image, documents, receiver, bridge = channels
-    time.sleep(0.2)
-    _post(image, 1, 1)
-    wait_until(lambda: len(bridge._waiting) >= 1)
-    documents("start", {"uid": "run-2", "time": time.time() + 10})  # the frame is older than the run
+    wait_until(lambda: bridge._connected)
+    now = time.time()
+    _post(image, 1, 1, stamp_s=now - 20)  # before any run: it waits, then is in none
+    documents("start", {"uid": "run-1", "time": now - 10})
+    documents("stop", {"uid": "stop-1", "run_start": "run-1", "time": now - 5, "exit_status": "success"})
+    documents("start", {"uid": "run-2", "time": now - 2})
     wait_until(lambda: bridge.run_uid == "run-2")
-    assert bridge.counts.dropped_before_run >= 1
-    _post(image, 2, 2)
+    _post(image, 2, 2, stamp_s=now - 7)  # run-1's last frame, after run-2 opened
+    _post(image, 3, 3, stamp_s=now)  # run-2's first
+    _post(image, 4, 4, stamp_s=now - 3.5)  # between the runs: in neither
+    frames = _received(receiver, 2)
+    assert [(f.header.run_uid, f.header.seq, int(f.data[0, 0])) for f in frames] == [("run-1", 0, 2), ("run-2", 0, 3)]
+    wait_until(lambda: bridge.counts.dropped_outside_runs == 2)
+
+
+def test_a_frame_before_its_start_document_waits_for_it(channels):
+    image, documents, receiver, bridge = channels
+    wait_until(lambda: bridge._connected)
+    _post(image, 7, 7)
+    wait_until(lambda: len(bridge._waiting) == 1)
+    documents("start", {"uid": "run-3", "time": time.time() - 0.5})
     (frame,) = _received(receiver, 1)
-    assert (frame.header.run_uid, frame.header.seq, int(frame.data[0, 0])) == ("run-2", 0, 2)
+    assert (frame.header.run_uid, frame.header.seq, int(frame.data[0, 0])) == ("run-3", 0, 7)
+
+
+def test_a_restarted_count_goes_on_and_a_bad_update_is_counted_and_skipped(channels):
+    image, documents, receiver, bridge = channels
+    wait_until(lambda: bridge._connected)
+    documents("start", {"uid": "run-4", "time": time.time() - 5})
+    wait_until(lambda: bridge.run_uid == "run-4")
+    _post(image, 100, 1)
+    _post(image, 101, 2, **{"index:angle": "not a number"})  # skipped, counted
+    _post(image, 1, 3)  # the IOC restarted: numbering goes on after the last frame sent
+    frames = _received(receiver, 2)
+    assert [(f.header.seq, int(f.data[0, 0])) for f in frames] == [(0, 1), (1, 3)]
+    assert (bridge.counts.invalid, bridge.counts.restarts, bridge.counts.sent) == (1, 1, 2)
 
 
 def test_ndattributes_give_positions_and_indices():

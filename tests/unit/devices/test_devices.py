@@ -19,6 +19,7 @@ from devices import (
     parse_protocol,
 )
 from devices.epics import EpicsAxis, EpicsPotentiostat
+from devices.motion import Trajectory
 from simulators.battery import AAA_NMC532_GRAPHITE, EquivalentCircuitBattery
 from simulators.clock import SimulatedClock
 from streaming.errors import ConfigError, DeviceError, LimitError
@@ -204,3 +205,22 @@ def test_sim_and_epics_classes_share_the_names_plans_use():
     assert set(SimPotentiostat.component_names) <= set(EpicsPotentiostat.component_names)
     readbacks = {"voltage", "current", "capacity", "mode", "step", "step_time"}
     assert readbacks <= set(EpicsPotentiostat.component_names)
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "velocity", "accel_s"),
+    [(0.0, 10.0, 2.0, 1.0), (5.0, 4.9, 2.0, 1.0), (0.0, -3.0, 2.0, 0.0), (-2.0, 6.0, 4.0, 0.5)],
+)
+def test_a_trajectory_moves_along_its_trapezoid(start, stop, velocity, accel_s):
+    """The simulated IOC's readback follows ``position_at``: it must agree with the duration and
+    the cruise timing the detectors use, and never outrun the speed."""
+    move = Trajectory(100.0, start, stop, velocity, accel_s)
+    times = 100.0 + np.linspace(-1.0, move.duration_s + 1.0, 2001)
+    positions = np.array([move.position_at(t) for t in times])
+    assert positions[0] == start and positions[-1] == pytest.approx(stop, abs=1e-12)
+    speeds = np.abs(np.diff(positions)) / np.diff(times)
+    assert speeds.max() <= velocity * (1 + 1e-9)
+    assert np.all(np.diff(positions) * move.direction >= -1e-12)  # never back
+    low, high = move.cruise_range()
+    for position in np.linspace(low, high, 7) if low < high else []:
+        assert move.position_at(move.time_at(position)) == pytest.approx(position, abs=1e-9)

@@ -34,8 +34,8 @@ SPEED = 3600.0  # an hour of the cell a second
 
 @pytest.fixture(scope="module")
 def ioc() -> Iterator[subprocess.Popen]:
-    """The simulated IOC in a process of its own, on the session's Channel Access port (the
-    root conftest points this process' CA client there)."""
+    """The simulated IOC in a process of its own, on the session's Channel Access port
+    (``tests/__init__.py`` points this process' CA client there)."""
     client = {key: value for key, value in ca_environment(CA_SERVER_PORT).items() if key.startswith("EPICS_CA_")}
     assert client.items() <= os.environ.items()
     command = [sys.executable, "-m", "streaming.app.cli", "sim-ioc", "--prefix", PREFIX, "--port",
@@ -171,7 +171,8 @@ def test_run_protocol_charges_the_ioc_cell_and_records_its_readings(RE, potentio
     events = [doc for name, doc in documents if name == "event"]
     voltages = [doc["data"]["potentiostat_voltage"] for doc in events if "potentiostat_voltage" in doc["data"]]
     capacities = [doc["data"]["potentiostat_capacity"] for doc in events if "potentiostat_capacity" in doc["data"]]
-    assert documents[-1][1]["exit_status"] == "success"
+    (stop,) = [doc for name, doc in documents if name == "stop"]
+    assert stop["exit_status"] == "success"
     # 20 min at 1C is a third of the cell's capacity, in 0.33 s of wall time at 3600x
     assert max(capacities) == pytest.approx(capacity_ah * 1e3 / 3, rel=0.1)
     assert max(voltages) > min(voltages)
