@@ -50,6 +50,11 @@ def _receive(address: str, n_frames: int, out: mp.Queue) -> None:
         out.put((received, last - started))
 
 
+def _rate(received: int, elapsed_s: float) -> float:
+    """Frames/s from the first frame received to the last (0 if fewer than two came)."""
+    return (received - 1) / elapsed_s if received > 1 and elapsed_s > 0 else 0.0
+
+
 def _pace(index: int, started: float, rate_hz: float | None) -> None:
     if rate_hz:
         delay = started + index / rate_hz - time.perf_counter()
@@ -122,7 +127,7 @@ def run_direct(n_frames: int, rate_hz: float | None) -> dict:
     received, elapsed = results.get(timeout=600)
     sender.join(60)
     receiver.join(60)
-    return {"received": received, "lost": n_frames - received, "frames_per_s": (received - 1) / elapsed}
+    return {"received": received, "lost": n_frames - received, "frames_per_s": _rate(received, elapsed)}
 
 
 def run_pva(n_frames: int, rate_hz: float | None) -> dict:
@@ -149,7 +154,7 @@ def run_pva(n_frames: int, rate_hz: float | None) -> dict:
         bridge_counts = counts.get(timeout=60)
         for process in (server, bridge, receiver):
             process.join(60)
-    return {"received": received, "lost": n_frames - received, "frames_per_s": (received - 1) / elapsed,
+    return {"received": received, "lost": n_frames - received, "frames_per_s": _rate(received, elapsed),
             "bridge": bridge_counts}  # fmt: skip
 
 
