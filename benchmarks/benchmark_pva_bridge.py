@@ -166,11 +166,12 @@ def main() -> None:
     args = parser.parse_args()
     results: dict = {"benchmark": "pva_bridge", "machine": machine_description(), "frames": args.frames,
                      "frame_bytes": int(detector_frames("pilatus", 1)[0].nbytes), "repeats": args.repeats}  # fmt: skip
-    for pacing, rate in (("unpaced", None), ("paced", PAPER_FRAME_RATE_HZ)):
+    for pacing, rate in (("unpaced", None), ("paced", PAPER_FRAME_RATE_HZ["pilatus"])):
         runs = {"direct": [], "pva": []}
         for _ in range(args.repeats):
-            runs["direct"].append(run_direct(args.frames, rate))
-            runs["pva"].append(run_pva(args.frames, rate))
+            for path, run in (("direct", run_direct), ("pva", run_pva)):
+                runs[path].append(run(args.frames, rate))
+                print(pacing, path, runs[path][-1], flush=True)
         summary = {path: {"frames_per_s": statistics.median(r["frames_per_s"] for r in rs),
                           "lost": statistics.median(r["lost"] for r in rs), "runs": rs}
                    for path, rs in runs.items()}  # fmt: skip
