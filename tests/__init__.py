@@ -10,9 +10,10 @@ def _free_tcp_port() -> int:
         return probe.getsockname()[1]
 
 
-# Channel Access on loopback, on a port of this session's own (the simulated IOC's tests), as
-# devices.ioc.serve.ca_environment has it: ophyd's pyepics layer takes the client's settings
-# when it is imported
-CA_SERVER_PORT = _free_tcp_port()
-os.environ.update({"EPICS_CA_SERVER_PORT": str(CA_SERVER_PORT), "EPICS_CA_ADDR_LIST": "127.0.0.1",
-                   "EPICS_CA_AUTO_ADDR_LIST": "NO"})  # fmt: skip
+# Channel Access on loopback, on a port of this test session's own (the simulated IOCs' tests),
+# as devices.ioc.serve.ca_environment has it: ophyd's pyepics layer takes the client's settings
+# when it is imported. A process the session starts that imports `tests` (an IOC of
+# tests/readme) inherits the session's port rather than drawing one of its own.
+CA_SERVER_PORT = int(os.environ.get("OPERANDO_TEST_CA_PORT") or _free_tcp_port())
+os.environ.update({"OPERANDO_TEST_CA_PORT": str(CA_SERVER_PORT), "EPICS_CA_SERVER_PORT": str(CA_SERVER_PORT),
+                   "EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO"})  # fmt: skip
