@@ -9,25 +9,34 @@ so moving from simulation to the beamline changes how devices are constructed, n
   :class:`~streaming.errors.LimitError` before any PV is written, then loads the step table
   into waveform PVs and starts it; ``stop()`` writes open circuit.
 
-The detectors stream through the vendors' own servers at the beamline (Pilatus/Eiger
-stream interfaces, PCO's and HEXITEC's acquisition servers): the bridge from those to the
-frame channel is not part of this module. Instantiating these classes needs an EPICS
-control layer (``pip install pyepics`` or ``caproto``). :mod:`devices.ioc` serves every PV they
-use from a simulated end station (``operando sim-ioc``): the tests run them against it.
+- :class:`EpicsAreaDetector`: an areaDetector IOC flown like the simulated detectors
+  (``prepare`` / ``kickoff`` / ``complete`` / ``collect``), so the plans run on it unchanged;
+  its frames leave the IOC over PV Access and reach the frame channel through the bridge
+  (``operando bridge pva``), which numbers them by ``uniqueId``.
+
+Instantiating these classes needs an EPICS control layer (``pip install pyepics`` or
+``caproto``). :mod:`devices.ioc` serves every PV they use from a simulated end station
+(``operando sim-ioc``): the tests run them against it.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsMotor, EpicsSignal, EpicsSignalRO
 from ophyd.status import Status, SubscriptionStatus
 
+from simulators.clock import WALL_CLOCK
+from streaming.errors import DeviceError
+
 from .motion import BEAM_SHAPES
 from .protocol import CurrentStep, CyclingProtocol, PotentiostatLimits, VoltageStep
+from .sink import FrameSink
+from .streaming_detector import Acquisition, StreamingDetector, TimeTriggered
 
-__all__ = ["EpicsAxis", "EpicsBeamShaper", "EpicsPotentiostat", "EpicsShutter"]
+__all__ = ["EpicsAreaDetector", "EpicsAxis", "EpicsBeamShaper", "EpicsPotentiostat", "EpicsShutter"]
 
 
 class EpicsAxis(EpicsMotor):
@@ -122,3 +131,174 @@ class EpicsPotentiostat(Device):
 
     def stop(self, *, success: bool = False) -> None:
         self.open_circuit.put(1)
+
+
+_NUMPY_TYPES = {"Int8": "i1", "UInt8": "u1", "Int16": "<i2", "UInt16": "<u2", "Int32": "<i4", "UInt32": "<u4",
+                "Int64": "<i8", "UInt64": "<u8", "Float32": "<f4", "Float64": "<f8"}  # fmt: skip
+_DONE_STATES = ("Idle", "Error", "Aborted")
+
+
+def _table(signal_class: type, suffix: str, **kwargs: Any) -> Cpt:
+    """A setting written with put completion (the IOC has taken it when the put returns)."""
+    return Cpt(signal_class, suffix, put_complete=True, kind="omitted", **kwargs)
+
+
+class EpicsAreaDetector(StreamingDetector):
+    """An areaDetector (``{prefix}cam1:``) flown as the simulated detectors are.
+
+    ``prepare`` writes the acquisition to the IOC: internal triggers (``TimeTriggered``) or
+    external ones from the position compare (``PositionTriggered``: ``trig:AXIS`` is the axis'
+    motor record, ``trig:POSITIONS`` the positions), and the indices every frame is to carry
+    (``attr:``); ``kickoff`` starts it (``Acquire``) and fails with the IOC's
+    ``StatusMessage_RBV`` if the IOC refuses; ``complete`` waits until the detector is done and
+    fails if it made fewer frames than asked (a missed trigger, an abort), or if the IOC goes
+    away or makes no frame for ``stall_timeout_s``. ``collect`` describes the frames, as the
+    simulated detectors do, in the recorder's run file (``sink`` follows the RunEngine's runs).
+    """
+
+    acquire_time = Cpt(EpicsSignal, "cam1:AcquireTime", put_complete=True, kind="config")
+    acquire_period = _table(EpicsSignal, "cam1:AcquirePeriod")
+    num_images = _table(EpicsSignal, "cam1:NumImages")
+    image_mode = _table(EpicsSignal, "cam1:ImageMode", string=True)
+    trigger_mode = _table(EpicsSignal, "cam1:TriggerMode", string=True)
+    acquire = _table(EpicsSignal, "cam1:Acquire")
+    state = Cpt(EpicsSignalRO, "cam1:DetectorState_RBV", string=True, kind="omitted")
+    message = Cpt(EpicsSignalRO, "cam1:StatusMessage_RBV", string=True, kind="omitted")
+    images_done = Cpt(EpicsSignalRO, "cam1:NumImagesCounter_RBV", kind="omitted")
+    array_counter = Cpt(EpicsSignalRO, "cam1:ArrayCounter_RBV", kind="omitted")
+    size_x = Cpt(EpicsSignalRO, "cam1:ArraySizeX_RBV", kind="config")
+    size_y = Cpt(EpicsSignalRO, "cam1:ArraySizeY_RBV", kind="config")
+    data_type = Cpt(EpicsSignalRO, "cam1:DataType_RBV", string=True, kind="config")
+    max_rate = Cpt(EpicsSignalRO, "cam1:MaxFrameRate_RBV", kind="config")
+    trigger_axis = _table(EpicsSignal, "trig:AXIS", string=True)
+    trigger_positions = _table(EpicsSignal, "trig:POSITIONS")
+    index_names = _table(EpicsSignal, "attr:INDEX_NAMES", string=True)
+    index_values = _table(EpicsSignal, "attr:INDEX_VALUES")
+    counter = _table(EpicsSignal, "attr:COUNTER", string=True)
+    counter_values = _table(EpicsSignal, "attr:COUNTER_VALUES")
+
+    def __init__(self, prefix: str = "", *, name: str, sink: FrameSink, stall_timeout_s: float = 10.0,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(prefix, name=name, sink=sink, clock=WALL_CLOCK, **kwargs)
+        self.stall_timeout_s = stall_timeout_s
+        self._prepared: Acquisition | None = None
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return int(self.size_y.get()), int(self.size_x.get())
+
+    @property
+    def frame_dtype(self) -> str:
+        return _NUMPY_TYPES[self.data_type.get()]
+
+    @property
+    def max_frame_rate_hz(self) -> float:
+        return float(self.max_rate.get())
+
+    def prepare(self, value: Acquisition) -> Status:
+        """The acquisition's settings, on the IOC when the status is done."""
+        super().prepare(value)  # checks it, and counts it if armed again in the run
+        indices = {**value.indices, **({"attempt": self._attempt} if self._attempt else {})}
+        settings: list[tuple[EpicsSignal, Any]] = [
+            (self.acquire_time, value.exposure_s), (self.image_mode, "Multiple"), (self.num_images, value.n_frames),
+            (self.index_names, ",".join(indices)), (self.index_values, list(indices.values()) or [0]),
+            (self.counter, value.counter)]  # fmt: skip
+        if isinstance(value, TimeTriggered):
+            settings += [(self.trigger_mode, "Internal"), (self.acquire_period, value.period_s or value.exposure_s),
+                         (self.counter_values, [0])]  # fmt: skip
+        else:
+            settings += [(self.trigger_mode, "External"), (self.trigger_axis, value.axis.prefix),
+                         (self.trigger_positions, list(value.positions)),
+                         (self.counter_values, list(value.counter_values))]  # fmt: skip
+        self._prepared = value
+        status = Status(self)
+        status.set_finished()
+        for signal, setting in settings:
+            status = status & signal.set(setting)
+        return status
+
+    def kickoff(self) -> Status:
+        """Start the prepared acquisition; the status fails if the IOC refuses it."""
+        if self._prepared is None:
+            raise DeviceError(f"{self.name}: kickoff before prepare")
+        self._follow_run()
+        status = Status(self)
+
+        def started(*, value: str, **_: Any) -> None:
+            if value == "Acquire":
+                status.set_finished()
+            elif value == "Error":
+                status.set_exception(DeviceError(f"{self.name}: the IOC refused the acquisition: {self.message.get()}"))
+            else:
+                return
+            self.state.clear_sub(started)
+
+        self.state.subscribe(started, run=False)
+        try:
+            self.acquire.put(1)
+        except Exception as refused:  # the IOC's putter raised: the put failed
+            self.state.clear_sub(started)
+            status.set_exception(DeviceError(f"{self.name}: the IOC refused the acquisition: {refused}"))
+        return status
+
+    def complete(self) -> Status:
+        """Done when the IOC is; fails on fewer frames than prepared, a lost IOC or a stall."""
+        acquisition, self._prepared = self._prepared, None
+        if acquisition is None:
+            raise DeviceError(f"{self.name}: complete before prepare and kickoff")
+        status = Status(self)
+        progress = {"frames": -1, "at": WALL_CLOCK.time()}
+        lock = threading.Lock()
+
+        def end(error: str | None = None, *, ioc_lost: bool = False) -> None:
+            with lock:
+                if status.done:
+                    return
+                for signal, callback in ((self.state, on_state), (self.images_done, on_frame)):
+                    signal.clear_sub(callback)
+                self.images_done.clear_sub(on_connection, event_type="meta")
+                # the frames it made: the IOC says, or, gone, what its counter said last
+                made = max(progress["frames"], 0) if ioc_lost else int(self.images_done.get(use_monitor=False))
+                self._n_frames += made
+                self.num_captured.put(self._n_frames)
+                if error is None and made < acquisition.n_frames:
+                    error = f"{made} of {acquisition.n_frames} frames: {self.message.get(use_monitor=False)}"
+                if error is None:
+                    status.set_finished()
+                else:
+                    status.set_exception(DeviceError(f"{self.name}: {error}"))
+
+        def on_state(*, value: str, **_: Any) -> None:
+            if value in _DONE_STATES:
+                threading.Thread(target=end, daemon=True).start()  # not in the monitor's thread: it reads
+
+        def on_frame(*, value: int, **_: Any) -> None:
+            progress.update(frames=int(value), at=WALL_CLOCK.time())
+
+        def on_connection(*, connected: bool = True, **_: Any) -> None:
+            if not connected:
+                lost = {"error": "the IOC was lost mid-acquisition", "ioc_lost": True}
+                threading.Thread(target=end, kwargs=lost, daemon=True).start()
+
+        def watch() -> None:  # a detector that stops making frames ends the acquisition
+            while not status.done:
+                if WALL_CLOCK.time() - progress["at"] > self.stall_timeout_s:
+                    self.acquire.put(0, use_complete=False)
+                    end(f"no frame for {self.stall_timeout_s} s: aborted")
+                WALL_CLOCK.sleep(0.1)
+
+        self.images_done.subscribe(on_frame, run=False)
+        self.images_done.subscribe(on_connection, event_type="meta", run=False)
+        self.state.subscribe(on_state, run=True)
+        threading.Thread(target=watch, daemon=True, name=f"{self.name} complete").start()
+        return status
+
+    def describe_collect(self) -> dict[str, dict[str, Any]]:
+        described = super().describe_collect()
+        described[self.image_key]["source"] = f"pva://{self.prefix}Pva1:Image"
+        return described
+
+    def stop(self, *, success: bool = False) -> None:
+        """Abort an acquisition under way (the RunEngine's stop, abort or pause)."""
+        if self.connected:
+            self.acquire.put(0, use_complete=False)

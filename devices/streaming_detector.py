@@ -215,6 +215,11 @@ class StreamingDetector(Device):
     def _frames(self, acquisition: Acquisition, times: np.ndarray) -> Iterator[FrameRecord]:
         raise NotImplementedError
 
+    def simulate(self, acquisition: Acquisition, times: np.ndarray) -> Iterator[FrameRecord]:
+        """The frames of ``acquisition`` triggered at ``times`` (s), made and not sent: for a
+        simulated IOC (:mod:`devices.ioc.detector`), which sends them its own way."""
+        return self._frames(acquisition, np.asarray(times, float))
+
     @staticmethod
     def _centres(acquisition: PositionTriggered) -> np.ndarray:
         """Axis position at the middle of each frame: a trigger opens the exposure, during

@@ -17,3 +17,20 @@ def _free_tcp_port() -> int:
 CA_SERVER_PORT = int(os.environ.get("OPERANDO_TEST_CA_PORT") or _free_tcp_port())
 os.environ.update({"OPERANDO_TEST_CA_PORT": str(CA_SERVER_PORT), "EPICS_CA_SERVER_PORT": str(CA_SERVER_PORT),
                    "EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO"})  # fmt: skip
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# PV Access likewise (devices.ioc.serve.pva_environment): the simulated IOCs' frames on a TCP port
+# and searches on a UDP port of the session's own, server and client settings alike.
+PVA_SERVER_PORT = int(os.environ.get("OPERANDO_TEST_PVA_PORT") or _free_tcp_port())
+PVA_BROADCAST_PORT = int(os.environ.get("OPERANDO_TEST_PVA_BROADCAST_PORT") or _free_udp_port())
+os.environ.update({"OPERANDO_TEST_PVA_PORT": str(PVA_SERVER_PORT),
+                   "OPERANDO_TEST_PVA_BROADCAST_PORT": str(PVA_BROADCAST_PORT),
+                   "EPICS_PVAS_SERVER_PORT": str(PVA_SERVER_PORT), "EPICS_PVAS_BROADCAST_PORT": str(PVA_BROADCAST_PORT),
+                   "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1", "EPICS_PVA_ADDR_LIST": "127.0.0.1",
+                   "EPICS_PVA_AUTO_ADDR_LIST": "NO", "EPICS_PVA_BROADCAST_PORT": str(PVA_BROADCAST_PORT)})  # fmt: skip

@@ -18,6 +18,7 @@ the same profile as the simulated axis); the readback follows the profile on the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -70,8 +71,17 @@ class AxisIOC(PVGroup):
         self.settings = {"limits": limits, "velocity": velocity, "max_velocity": max_velocity,
                          "acceleration_s": acceleration_s, "egu": egu}  # fmt: skip
         self.tick_s = 1.0 / tick_hz
-        self.trajectory: Trajectory | None = None
+        self.trajectory: Trajectory | None = None  # the move under way
+        self.last_trajectory: Trajectory | None = None  # the last move started (a detector's triggers read it)
+        self.ended_at = math.inf  # when the last move ended, wall clock s (a stall or stop ends it early)
+        self.checked_until = 0.0  # the last tick's time: what the axis did until then is known
         self._travelled_to = 0.0  # where the last tick saw the axis (a stall is looked for beyond it)
+
+    @property
+    def position(self) -> float:
+        """Where the axis is now, egu (between readback ticks too)."""
+        moving = self.trajectory
+        return moving.position_at(time.time()) if moving is not None else self.fields.user_readback_value.value
 
     @property
     def fields(self) -> MotorFields:
@@ -118,6 +128,7 @@ class AxisIOC(PVGroup):
             return instance.value
         self._travelled_to = position
         self.trajectory = Trajectory(now, position, float(value), speed, fields.seconds_to_velocity.value)
+        self.last_trajectory, self.ended_at = self.trajectory, math.inf
         await fields.direction_of_travel.write(1 if value >= position else 0)
         await fields.motor_is_moving.write(1)
         await fields.done_moving_to_value.write(0)
@@ -140,21 +151,24 @@ class AxisIOC(PVGroup):
             position - self._travelled_to)  # fmt: skip
         if stalled:
             position = stall
+            with contextlib.suppress(ValueError):  # when it got there, if it was cruising
+                now = trajectory.time_at(stall)
         self._travelled_to = position
         if fields.stop.value or stalled:
             await fields.stop.write(0)
-            await self._arrive(position, stalled=stalled)
+            await self._arrive(position, stalled=stalled, at=now)
             if not stalled:  # a stop leaves the target where the axis stopped
                 await self.motor.write(position, verify_value=False)
         elif now >= trajectory.start_time + trajectory.duration_s:
-            await self._arrive(trajectory.stop, stalled=False)
+            await self._arrive(trajectory.stop, stalled=False, at=trajectory.start_time + trajectory.duration_s)
         else:
             await fields.user_readback_value.write(position)
             await fields.dial_readback_value.write(position)
+        self.checked_until = now
 
-    async def _arrive(self, position: float, *, stalled: bool) -> None:
+    async def _arrive(self, position: float, *, stalled: bool, at: float) -> None:
         fields = self.fields
-        self.trajectory = None
+        self.trajectory, self.ended_at = None, at
         await fields.user_readback_value.write(position)
         await fields.dial_readback_value.write(position)
         await fields.motor_is_moving.write(0)

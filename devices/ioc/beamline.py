@@ -1,9 +1,7 @@
-"""The simulated end station's IOC: axes, shutter, beam shaper and potentiostat on Channel Access.
+"""The end station's simple IOCs: shutter, beam shaper and potentiostat on Channel Access.
 
-:class:`SimBeamlineIOC` serves, under one prefix ``P``:
+The stations (:mod:`.stations`) serve them under one prefix ``P``:
 
-- ``P{name}``: a motor record per axis (:class:`~devices.ioc.axis.AxisIOC`), ``translation``,
-  ``rotation`` and ``vertical`` with the limits and speeds of the simulated end stations;
 - ``Pshutter:CMD`` / ``Pshutter:STA``: the fast shutter (:class:`ShutterIOC`);
 - ``Pbeam:HGAP`` / ``VGAP`` / ``SHAPE``: the slits (:class:`BeamShaperIOC`);
 - ``Ppotentiostat:...``: the potentiostat (:class:`PotentiostatIOC`), the project's own
@@ -19,18 +17,16 @@ import math
 import time
 
 from caproto import ChannelType
-from caproto.server import PVGroup, SubGroup, pvproperty
+from caproto.server import PVGroup, pvproperty
 
 from devices.motion import BEAM_SHAPES
 from devices.potentiostat import SimPotentiostat
 from devices.protocol import CurrentStep, CyclingProtocol, PotentiostatLimits, RestStep, Step, VoltageStep
-from simulators.battery import COIN_NMC811_LI, EquivalentCircuitBattery
+from simulators.battery import COIN_NMC811_LI, CellModel, EquivalentCircuitBattery
 from simulators.clock import SimulatedClock
 from streaming.errors import DeviceError, LimitError
 
-from .axis import AxisIOC
-
-__all__ = ["BeamShaperIOC", "PotentiostatIOC", "ShutterIOC", "SimBeamlineIOC", "steps_from_tables"]
+__all__ = ["BeamShaperIOC", "PotentiostatIOC", "ShutterIOC", "steps_from_tables"]
 
 TABLE_LENGTH = 256  # steps a protocol may have on the IOC
 NO_LIMIT_S = 1e9  # a step without a time limit, in the duration table
@@ -117,7 +113,9 @@ class PotentiostatIOC(PVGroup):
     ----------
     prefix : str
     device : SimPotentiostat, optional
-        The potentiostat and cell behind the PVs (default: the coin cell's, on a simulated clock).
+        The potentiostat and cell behind the PVs (default: a ``cell`` at 0 % charge, its limits
+        the cell's voltages and twice its capacity in A, on a simulated clock).
+    cell : CellModel
     speed : float
         Cell seconds per wall-clock second.
     """
@@ -142,13 +140,13 @@ class PotentiostatIOC(PVGroup):
     running = pvproperty(value=0, name="RUNNING_RBV", read_only=True)
     error = pvproperty(value="", name="ERROR_RBV", read_only=True, dtype=ChannelType.CHAR, max_length=256)
 
-    def __init__(self, prefix: str, *, device: SimPotentiostat | None = None, speed: float = 1.0,
-                 tick_s: float = 0.1, **kwargs) -> None:  # fmt: skip
+    def __init__(self, prefix: str, *, device: SimPotentiostat | None = None, cell: CellModel = COIN_NMC811_LI,
+                 speed: float = 1.0, tick_s: float = 0.1, **kwargs) -> None:  # fmt: skip
         super().__init__(prefix, **kwargs)
         if not speed > 0:
             raise ValueError(f"{prefix}: speed must be > 0, got {speed}")
         if device is None:
-            battery = EquivalentCircuitBattery(COIN_NMC811_LI, soc=0.0)
+            battery = EquivalentCircuitBattery(cell, soc=0.0)
             limits = PotentiostatLimits(battery.v_min, battery.v_max, 2.0 * battery.nominal_capacity_ah)
             device = SimPotentiostat(name="potentiostat", clock=SimulatedClock(start=time.time()), battery=battery,
                                      limits=limits, sample_interval_s=1.0)  # fmt: skip
@@ -203,21 +201,3 @@ class PotentiostatIOC(PVGroup):
         running = int(self.device.running)
         if self.running.value != running:
             await self.running.write(running)
-
-
-class SimBeamlineIOC(PVGroup):
-    """The simulated end station on Channel Access (see the module docstring)."""
-
-    translation = SubGroup(AxisIOC, prefix="translation", limits=(-30.0, 30.0), velocity=10.0, max_velocity=20.0,
-                           acceleration_s=0.1, egu="mm")  # fmt: skip
-    rotation = SubGroup(AxisIOC, prefix="rotation", limits=(-720.0, 720.0), velocity=60.0, max_velocity=360.0,
-                        acceleration_s=0.1, egu="deg")  # fmt: skip
-    vertical = SubGroup(AxisIOC, prefix="vertical", limits=(0.0, 3.2), velocity=1.0, max_velocity=2.0,
-                        acceleration_s=0.1, egu="mm")  # fmt: skip
-    shutter = SubGroup(ShutterIOC, prefix="shutter:")
-    beam = SubGroup(BeamShaperIOC, prefix="beam:")
-    potentiostat = SubGroup(PotentiostatIOC, prefix="potentiostat:")
-
-    def __init__(self, prefix: str, *, speed: float = 1.0, **kwargs) -> None:
-        super().__init__(prefix, **kwargs)
-        self.potentiostat.speed = speed

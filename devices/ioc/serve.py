@@ -1,4 +1,4 @@
-"""Serve the simulated end station on Channel Access (``operando sim-ioc``)."""
+"""Serve a simulated end station on Channel Access and PV Access (``operando sim-ioc``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from caproto.asyncio.server import run
 
 from streaming.errors import ConfigError
 
-from .beamline import SimBeamlineIOC
+from .stations import STATIONS
 
-__all__ = ["ca_environment", "run_sim_ioc"]
+__all__ = ["ca_environment", "pva_environment", "run_sim_ioc"]
 
 
 def ca_environment(port: int, interface: str = "127.0.0.1") -> dict[str, str]:
@@ -30,17 +30,48 @@ def ca_environment(port: int, interface: str = "127.0.0.1") -> dict[str, str]:
     }  # fmt: skip (no beacons: no repeater listens for them)
 
 
-def run_sim_ioc(prefix: str = "OPS:", *, port: int = 5064, interface: str = "127.0.0.1", speed: float = 1.0) -> None:
-    """Serve :class:`~.beamline.SimBeamlineIOC` under ``prefix`` until SIGINT or SIGTERM.
+def pva_environment(port: int, broadcast_port: int, interface: str = "127.0.0.1") -> dict[str, str]:
+    """The PV Access variables that keep a server (``EPICS_PVAS_*``) and its clients
+    (``EPICS_PVA_*``) on ``interface``: searches on UDP ``broadcast_port``, frames on TCP ``port``."""
+    return {
+        "EPICS_PVAS_INTF_ADDR_LIST": interface,
+        "EPICS_PVAS_SERVER_PORT": str(port),
+        "EPICS_PVAS_BROADCAST_PORT": str(broadcast_port),
+        "EPICS_PVAS_BEACON_ADDR_LIST": interface,
+        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_PVA_ADDR_LIST": interface,
+        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+        "EPICS_PVA_BROADCAST_PORT": str(broadcast_port),
+    }
 
-    ``speed``: the potentiostat's cell seconds per wall second."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # caproto would take another port silently
+
+def _refuse_taken(interface: str, port: int, kind: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, kind) as probe:  # the servers would take another port silently
         try:
             probe.bind((interface, port))
         except OSError as taken:
-            raise ConfigError(f"sim-ioc: cannot serve on {interface}:{port}: {taken.strerror}") from None
+            raise ConfigError(f"sim-ioc: cannot serve {what} on {interface}:{port}: {taken.strerror}") from None
+
+
+def run_sim_ioc(prefix: str = "OPS:", *, station: str = "xcsct", port: int = 5064, pva_port: int = 5075,
+                pva_broadcast_port: int = 5076, interface: str = "127.0.0.1", speed: float = 1.0,
+                preset: str = "tiny") -> None:  # fmt: skip
+    """Serve an end station (:data:`~.stations.STATIONS`) under ``prefix`` until SIGINT or
+    SIGTERM: its records on Channel Access (TCP and UDP ``port``), its detectors' frames on PV
+    Access (TCP ``pva_port``, searches on UDP ``pva_broadcast_port``).
+
+    ``speed``: the potentiostat's cell seconds per wall second; ``preset``: the XRD-CT simulation's."""
+    from p4p.server import Server  # PV Access only where frames are served
+
+    if station not in STATIONS:
+        raise ConfigError(f"sim-ioc: station {station!r} is not one of {sorted(STATIONS)}")
+    _refuse_taken(interface, port, socket.SOCK_STREAM, "Channel Access")
+    _refuse_taken(interface, pva_port, socket.SOCK_STREAM, "PV Access")
     os.environ.update(ca_environment(port, interface))
-    ioc = SimBeamlineIOC(prefix, speed=speed)
+    os.environ.update(pva_environment(pva_port, pva_broadcast_port, interface))
+    options = {"preset": preset} if station == "xrdct" else {}
+    ioc = STATIONS[station](prefix, speed=speed, **options)
+    images = ioc.pva_images()
 
     def interrupt(*_: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one would cut the clean-up short
@@ -49,6 +80,8 @@ def run_sim_ioc(prefix: str = "OPS:", *, port: int = 5064, interface: str = "127
     signal.signal(signal.SIGTERM, interrupt)
 
     async def announce(async_lib: Any) -> None:  # once it answers searches
-        print(f"serving {len(ioc.pvdb)} PVs under {prefix} on {interface}:{port}", flush=True)
+        print(f"serving {len(ioc.pvdb)} PVs of the {station} station under {prefix} on {interface}:{port}, "
+              f"frames of {', '.join(images)} on PV Access {interface}:{pva_port}", flush=True)  # fmt: skip
 
-    run(ioc.pvdb, interfaces=[interface], startup_hook=announce)
+    with Server(providers=[images], useenv=True):
+        run(ioc.pvdb, interfaces=[interface], startup_hook=announce)

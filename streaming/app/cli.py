@@ -208,11 +208,18 @@ def _build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--frames", default=DEFAULT_FRAME_ADDRESS, help="frame channel endpoint, bound here "
                         "(default %(default)s)")  # fmt: skip
 
-    ioc = commands.add_parser("sim-ioc", help="serve the simulated end station's PVs (motors, shutter, slits, "
-                              "potentiostat) on Channel Access, until Ctrl-C/SIGTERM")  # fmt: skip
+    ioc = commands.add_parser("sim-ioc", help="serve a simulated end station's PVs (motors, shutter, slits, "
+                              "potentiostat, detectors' cam) on Channel Access and its frames on PV Access, until "
+                              "Ctrl-C/SIGTERM")  # fmt: skip
+    ioc.add_argument("--station", choices=["xcsct", "xrdct"], default="xcsct", help="which end station (default "
+                     "%(default)s)")  # fmt: skip
     ioc.add_argument("--prefix", default="OPS:", help="PV prefix (default %(default)s)")
     ioc.add_argument("--port", type=int, default=os.environ.get("EPICS_CA_SERVER_PORT", "5064"),
                      help="Channel Access server port (default: EPICS_CA_SERVER_PORT, else 5064)")  # fmt: skip
+    ioc.add_argument("--pva-port", type=int, default=os.environ.get("EPICS_PVAS_SERVER_PORT", "5075"),
+                     help="PV Access server port (default: EPICS_PVAS_SERVER_PORT, else 5075); searches on "
+                     "EPICS_PVAS_BROADCAST_PORT, else 5076")  # fmt: skip
+    ioc.add_argument("--preset", default="tiny", help="the XRD-CT simulation's preset (default %(default)s)")
     ioc.add_argument("--interface", default="127.0.0.1", help="address to serve on (default %(default)s)")
     ioc.add_argument("--speed", type=float, default=1.0, help="the cell's seconds per wall second (default "
                      "%(default)s)")  # fmt: skip

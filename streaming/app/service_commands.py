@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -206,9 +207,14 @@ def cmd_sim_ioc(args: argparse.Namespace) -> int:
     """``operando sim-ioc``: the simulated end station on Channel Access (:mod:`devices.ioc`)."""
     from devices.ioc import run_sim_ioc  # caproto only for this command
 
-    if not 0 < args.port < 65536 or not args.speed > 0:
-        raise ConfigError(f"sim-ioc: need 0 < --port < 65536 and --speed > 0, got {args.port}, {args.speed}")
-    run_sim_ioc(args.prefix, port=args.port, interface=args.interface, speed=args.speed)
+    broadcast_port = int(os.environ.get("EPICS_PVAS_BROADCAST_PORT", "5076"))
+    if not all(0 < port < 65536 for port in (args.port, args.pva_port, broadcast_port)) or not args.speed > 0:
+        raise ConfigError(f"sim-ioc: need ports within 1-65535 and --speed > 0, got --port {args.port}, "
+                          f"--pva-port {args.pva_port}, EPICS_PVAS_BROADCAST_PORT {broadcast_port}, "
+                          f"--speed {args.speed}")  # fmt: skip
+    run_sim_ioc(args.prefix, station=args.station, port=args.port, pva_port=args.pva_port,
+                pva_broadcast_port=broadcast_port, interface=args.interface, speed=args.speed,
+                preset=args.preset)  # fmt: skip
     return 0
 
 

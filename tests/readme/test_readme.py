@@ -21,6 +21,7 @@ does not delete the environment under test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -80,8 +81,22 @@ class Session:
     transcript: list[str] = field(default_factory=list)
 
     def run(self, command: str, *, cwd: Path | None = None, timeout_s: float = 600) -> subprocess.CompletedProcess:
-        done = subprocess.run(["bash", "-c", command], cwd=cwd or self.scratch, env=self.env, capture_output=True,
-                              text=True, timeout=timeout_s)  # fmt: skip
+        """One line, as typed in a terminal: done when the command exits, even where it left a
+        daemon behind holding its output (caproto-get spawns a Channel Access repeater), which
+        then goes with the terminal."""
+        log = self.scratch / "terminals" / f"{len(self.transcript):03d}"
+        log.parent.mkdir(exist_ok=True)
+        with open(f"{log}.out", "w+") as out, open(f"{log}.err", "w+") as err:
+            process = subprocess.Popen(["bash", "-c", command], cwd=cwd or self.scratch, env=self.env, stdout=out,
+                                       stderr=err, start_new_session=True)  # fmt: skip
+            try:
+                process.wait(timeout=timeout_s)
+            finally:
+                with contextlib.suppress(ProcessLookupError):  # what it left running
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        done = subprocess.CompletedProcess(command, process.returncode, Path(f"{log}.out").read_text(),
+                                           Path(f"{log}.err").read_text())  # fmt: skip
         self.transcript.append(f"$ {command}\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
         printed = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         assert done.returncode == 0, f"`{command}` exited {done.returncode}:\n{printed}"
