@@ -23,7 +23,10 @@ LOOPBACK = "tcp://127.0.0.1:0"
 # tqdm's monitor of progress bars
 # made once per process: pyzmq's and tqdm's, and ophyd's event dispatcher for pyepics (its
 # callback threads and their "debug_monitor")
-_PROCESS_WIDE_THREADS = ("GarbageCollectorThread", "TMonitor", "PyepicsCallbackThread", "debug_monitor")
+# threads that live as long as the process; and ``_DummyThread``, Python's name for a thread a C
+# library started (libca's, when an IOC goes away) that called back into Python: not ours to join
+_PROCESS_WIDE_THREADS = ("GarbageCollectorThread", "TMonitor", "PyepicsCallbackThread", "debug_monitor",
+                         "_DummyThread")  # fmt: skip
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0, interval_s: float = 0.02) -> None:

@@ -10,7 +10,9 @@ areaDetector IOC:
   ``StatusMessage_RBV``, ``ArraySizeX_RBV``/``Y``, ``MaxFrameRate_RBV``;
 - ``PPva1:Image``: every frame as an NTNDArray, as NDPluginPva publishes it: ``uniqueId`` the
   array counter, the time stamp the frame's trigger time, and NDAttributes ``position:<axis>``
-  (where the axes were, which the IOC knows) and ``index:<name>`` (the plan's indices).
+  (where the axes were, which the IOC knows) and ``index:<name>`` (the plan's indices); with
+  ``batches`` set (the HEXITEC's 9.1 kHz), a batch of frames per array, as the simulator makes
+  them, with ``batch:counter`` and ``batch:period_s`` (the bridge's batches).
 
 At a beamline two more parts feed a detector, and the simulation serves them beside the cam:
 
@@ -130,6 +132,7 @@ class AreaDetectorIOC(PVGroup):
         self.source: StreamingDetector | None = None
         self.axes: dict[str, AxisView] = {}
         self.image: Any = None  # the PV Access image (a p4p SharedPV), made by :meth:`pva_image`
+        self.batches = False  # a fast detector's frames leave in batches, as the simulator makes them
         self._task: asyncio.Task | None = None
 
     @property
@@ -220,6 +223,11 @@ class AreaDetectorIOC(PVGroup):
                 record = await loop.run_in_executor(None, next, frames, None)  # pixels off the event loop
                 if record is None:
                     break
+                if self.batches and np.ndim(record[3]) > 0:
+                    await self._post_batch(record, acquisition)
+                    made += len(record[3])
+                    await self.images_done.write(made)
+                    continue
                 for data, positions, indices, stamp in _single_frames(record, acquisition.counter):
                     await self._wait_for_trigger(acquisition, stamp)
                     await asyncio.sleep(max(0.0, stamp + acquisition.exposure_s - time.time()))
@@ -260,6 +268,19 @@ class AreaDetectorIOC(PVGroup):
             where = axis.fields.user_readback_value.value
             raise _MissedTriggerError(f"{acquisition.axis.name} stopped at {where:.4f} before its remaining trigger "
                                       "positions")  # fmt: skip
+
+    async def _post_batch(self, record: tuple, acquisition: TimeTriggered | PositionTriggered) -> None:
+        """A batch in one array, as a fast detector's frames travel (see :mod:`streaming.app.bridge`)."""
+        data, positions, indices, stamps = record
+        stamps = np.asarray(stamps, float)
+        await asyncio.sleep(max(0.0, stamps[-1] + acquisition.exposure_s - time.time()))
+        first = self.array_counter.value + 1
+        period_s = float(np.mean(np.diff(stamps))) if len(stamps) > 1 else acquisition.exposure_s
+        self.pva_image().post(self._frame_value(data, first, float(stamps[0]), {
+            **{f"position:{name}": float(np.ravel(value)[0]) for name, value in positions.items()},
+            **{f"index:{name}": int(value) for name, value in indices.items()},
+            "batch:counter": acquisition.counter, "batch:period_s": period_s}))  # fmt: skip
+        await self.array_counter.write(first + len(stamps) - 1)
 
     async def _post(self, data: np.ndarray, positions: dict[str, float], indices: dict[str, int],
                     stamp: float) -> None:  # fmt: skip

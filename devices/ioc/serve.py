@@ -47,6 +47,8 @@ def pva_environment(port: int, broadcast_port: int, interface: str = "127.0.0.1"
 
 def _refuse_taken(interface: str, port: int, kind: int, what: str) -> None:
     with socket.socket(socket.AF_INET, kind) as probe:  # the servers would take another port silently
+        # as the servers bind: a listening socket refuses, the last run's closed connections do not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((interface, port))
         except OSError as taken:

@@ -14,7 +14,11 @@ of ``stream``, in the run that is open on the document channel:
   last ``seq`` (``restarts``);
 - ``timestamp``: the array's time stamp; ``positions`` and ``indices``: its NDAttributes named
   ``position:<name>`` (float) and ``index:<name>`` (int), as areaDetector's attribute files can
-  name them (the simulated IOC does).
+  name them (the simulated IOC does);
+- a **batch** (a fast detector's frames stacked along the first of three dimensions, with the
+  NDAttributes ``batch:counter``, the index that counts its frames, and ``batch:period_s``, the
+  time between them) becomes one batch message; its ``uniqueId`` is its first frame's, and the
+  next array's is expected that many frames on.
 
 The first update after each (re)connection is the PV's value at that moment, a frame made
 before: it is skipped. The PV Access callbacks only queue updates; the bridge's own thread (:meth:`run`) sends them, as
@@ -36,11 +40,12 @@ from streaming.errors import ConfigError, FrameDecodeError
 from streaming.wire.protocol import FrameHeader
 from streaming.wire.transport import DocumentSubscriber, FramePublisher
 
-__all__ = ["BridgeCounts", "PvaFrameBridge", "frame_metadata"]
+__all__ = ["BridgeCounts", "PvaFrameBridge", "frame_metadata", "run_bridges"]
 
 logger = logging.getLogger(__name__)
 
 POSITION, INDEX = "position:", "index:"
+BATCH_COUNTER, BATCH_PERIOD = "batch:counter", "batch:period_s"
 _CLOCK_SKEW_S = 1.0  # between the IOC's clock and the RunEngine's, at most
 
 
@@ -73,6 +78,12 @@ class _Update:
     data: np.ndarray
     positions: dict[str, float]
     indices: dict[str, int]
+    counter: str | None = None  # a batch's: the index counting its frames
+    period_s: float = 0.0  # a batch's: time between its frames
+
+    @property
+    def n_frames(self) -> int:
+        return 1 if self.counter is None else len(self.data)
 
 
 @dataclass
@@ -175,8 +186,15 @@ class PvaFrameBridge:
             array = NTNDArray.unwrap(value)
             stamp = value["timeStamp"]
             timestamp = float(stamp["secondsPastEpoch"]) + 1e-9 * float(stamp["nanoseconds"])
-            positions, indices = frame_metadata(dict(array.attrib))
-            update = _Update(int(value["uniqueId"]), timestamp, np.asarray(array), positions, indices)
+            attributes = dict(array.attrib)
+            positions, indices = frame_metadata(attributes)
+            data = np.asarray(array)
+            batch = {}
+            if BATCH_COUNTER in attributes:
+                if data.ndim != 3:
+                    raise ValueError(f"a batch of {data.ndim} dimensions")
+                batch = {"counter": str(attributes[BATCH_COUNTER]), "period_s": float(attributes[BATCH_PERIOD])}
+            update = _Update(int(value["uniqueId"]), timestamp, data, positions, indices, **batch)
         except (KeyError, ValueError, TypeError, AttributeError) as error:
             self._count("invalid")
             logger.warning("bridge %s: an update that is not a valid NTNDArray (%s), skipped", self.pv, error)
@@ -187,8 +205,7 @@ class PvaFrameBridge:
 
     def run(self, stop: threading.Event, poll_s: float = 0.01) -> None:
         """Send updates as frames until ``stop`` is set."""
-        while not stop.is_set():
-            self.step(poll_s)
+        run_bridges([self], stop, poll_s)
 
     def step(self, timeout_s: float = 0.01) -> None:
         """Take the documents that came, then the updates (waiting at most ``timeout_s`` for the
@@ -223,13 +240,14 @@ class PvaFrameBridge:
         if run is not None:
             self._send(run, update)
         elif waited or (self._runs and update.timestamp < self._runs[-1].start):
-            self._count("dropped_outside_runs")  # before the latest run, and in none: not a run's frame
+            self._count("dropped_outside_runs", update.n_frames)  # before the latest run, in none: not a run's
         else:  # the start of its run has not come yet
             self._waiting.append(update)
             self._waiting_bytes += update.data.nbytes
             while self._waiting_bytes > self.max_waiting_bytes:
-                self._waiting_bytes -= self._waiting.popleft().data.nbytes
-                self._count("dropped_outside_runs")
+                dropped = self._waiting.popleft()
+                self._waiting_bytes -= dropped.data.nbytes
+                self._count("dropped_outside_runs", dropped.n_frames)
 
     def _send(self, run: _Run, update: _Update) -> None:
         if run.offset is None:
@@ -242,17 +260,21 @@ class PvaFrameBridge:
             run.offset, seq = run.last_seq + 1 - update.unique_id, run.last_seq + 1
         elif seq > run.last_seq + 1:
             self._count("missing", seq - run.last_seq - 1)
+        n = update.n_frames
+        batch = {} if update.counter is None else {
+            "n_frames": n, "counter": update.counter,
+            "timestamps": tuple((update.timestamp + update.period_s * np.arange(n)).tolist())}  # fmt: skip
         header = FrameHeader(run_uid=run.uid, stream=self.stream, seq=seq, timestamp=update.timestamp,
                              dtype=update.data.dtype.str, shape=update.data.shape, positions=update.positions,
-                             indices=update.indices)  # fmt: skip
+                             indices=update.indices, **batch)  # fmt: skip
         try:
             self.frames.send(header, update.data)
         except (FrameDecodeError, ValueError, TypeError) as refused:  # a dtype or header the channel does not carry
             self._count("invalid")
             logger.warning("bridge %s: frame %d not sent: %s", self.pv, update.unique_id, refused)
             return
-        run.last_seq = seq
-        self._count("sent")
+        run.last_seq = seq + n - 1
+        self._count("sent", n)
 
     def close(self) -> None:
         """Stop the subscription (the channels are the caller's); frames still held are counted
@@ -264,5 +286,16 @@ class PvaFrameBridge:
         if self._queue is not None:
             self._queue.stop()
         self._subscription = self._context = self._queue = None
-        self._count("dropped_outside_runs", len(self._waiting) + self._updates.qsize())
+        while not self._updates.empty():
+            self._waiting.append(self._updates.get_nowait())
+        self._count("dropped_outside_runs", sum(update.n_frames for update in self._waiting))
         self._waiting.clear()
+
+
+def run_bridges(bridges: list[PvaFrameBridge], stop: threading.Event, poll_s: float = 0.01) -> None:
+    """Send the updates of several bridges (an end station's detectors) as frames, in one thread,
+    until ``stop`` is set: they may share one frame channel, which wants one thread."""
+    wait_s = poll_s / max(len(bridges), 1)
+    while not stop.is_set():
+        for bridge in bridges:
+            bridge.step(wait_s)

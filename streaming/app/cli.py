@@ -201,8 +201,10 @@ def _build_parser() -> argparse.ArgumentParser:
     bridge = commands.add_parser("bridge", help="an areaDetector's frames (NTNDArray over PV Access) onto the frame "
                                  "channel, in the runs of the document channel, until Ctrl-C/SIGTERM")  # fmt: skip
     bridge.add_argument("protocol", choices=["pva"], help="where the frames come from")
-    bridge.add_argument("--pv", required=True, help="the NTNDArray PV (areaDetector: PREFIX:Pva1:Image)")
-    bridge.add_argument("--stream", required=True, help="the frames' stream: the detector's name in the plans")
+    bridge.add_argument("--pv", required=True, action="append", help="the NTNDArray PV (areaDetector: "
+                        "PREFIX:Pva1:Image); repeat it, with --stream, for each detector")  # fmt: skip
+    bridge.add_argument("--stream", required=True, action="append", help="the frames' stream: the detector's name "
+                        "in the plans (one per --pv, in their order)")  # fmt: skip
     bridge.add_argument("--documents", default=DEFAULT_DOCUMENT_ADDRESS, help="document channel endpoint "
                         "(default %(default)s)")  # fmt: skip
     bridge.add_argument("--frames", default=DEFAULT_FRAME_ADDRESS, help="frame channel endpoint, bound here "

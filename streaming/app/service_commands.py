@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -220,18 +221,24 @@ def cmd_sim_ioc(args: argparse.Namespace) -> int:
 
 def cmd_bridge(args: argparse.Namespace) -> int:
     """``operando bridge pva``: NTNDArray updates to frames (:mod:`.bridge`)."""
-    from .bridge import PvaFrameBridge
+    from .bridge import PvaFrameBridge, run_bridges
 
+    if len(args.pv) != len(args.stream):
+        raise ConfigError(f"bridge: one --stream per --pv, got {len(args.pv)} PVs and {len(args.stream)} streams")
     stop = stop_on_signals()
-    with FramePublisher(args.frames) as frames, DocumentSubscriber(args.documents) as documents:
-        bridge = PvaFrameBridge(args.pv, args.stream, documents=documents, frames=frames)
-        try:
+    with contextlib.ExitStack() as stack:
+        frames = stack.enter_context(FramePublisher(args.frames))
+        bridges = []
+        for pv, stream in zip(args.pv, args.stream, strict=True):
+            documents = stack.enter_context(DocumentSubscriber(args.documents))
+            bridges.append(PvaFrameBridge(pv, stream, documents=documents, frames=frames))
+            stack.callback(bridges[-1].close)
+        for bridge in bridges:
             bridge.start()
-            print(f"{args.pv} -> {args.stream} frames on {frames.address}, runs from {args.documents}", flush=True)
-            bridge.run(stop)
-        finally:
-            bridge.close()
+            print(f"{bridge.pv} -> {bridge.stream} frames on {frames.address}, runs from {args.documents}", flush=True)
+        run_bridges(bridges, stop)
+    for bridge in bridges:
         n = bridge.counts
-        print(f"sent {n.sent} frames; {n.missing} missing by uniqueId, {n.dropped_outside_runs} outside any run, "
-              f"{n.invalid} invalid, {n.restarts} uniqueId restarts", flush=True)  # fmt: skip
+        print(f"{bridge.stream}: sent {n.sent} frames; {n.missing} missing by uniqueId, {n.dropped_outside_runs} "
+              f"outside any run, {n.invalid} invalid, {n.restarts} uniqueId restarts", flush=True)  # fmt: skip
     return 0

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,34 +15,17 @@ from bluesky.utils import FailedStatus
 
 from devices import FrameSink, sim_xrdct_beamline
 from plans import xrdct_zigzag
-from streaming.app.bridge import PvaFrameBridge
 from streaming.errors import DeviceError
-from streaming.store.recorder import RecorderThread
-from streaming.wire.transport import DocumentPublisher, DocumentSubscriber, FramePublisher
-from tests import CA_SERVER_PORT, PVA_SERVER_PORT
-from tests.conftest import LOOPBACK, recorder_config, wait_until, wait_until_closed
-from tests.unit.devices.test_sim_ioc import _listening
+from tests.unit.devices.sim_station import layout, record, sim_ioc
 
-ROOT = Path(__file__).resolve().parents[3]
 PREFIX = f"XRDTEST{os.getpid()}:"
 N_ANGLES = 4  # lines of the tiny cell's 64 frames: enough to compare
 
 
 @pytest.fixture(scope="module")
 def xrdct_ioc() -> Iterator[subprocess.Popen]:
-    command = [sys.executable, "-m", "streaming.app.cli", "sim-ioc", "--station", "xrdct", "--prefix", PREFIX,
-               "--port", str(CA_SERVER_PORT), "--pva-port", str(PVA_SERVER_PORT), "--speed", "60"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: process.poll() is not None or _listening(CA_SERVER_PORT) and _listening(PVA_SERVER_PORT),
-                   timeout_s=60)  # fmt: skip
-        assert process.poll() is None, f"the IOC did not start: {process.communicate()[1][-2000:]}"
+    with sim_ioc("xrdct", PREFIX, "--speed", "60") as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        _, stderr = process.communicate(timeout=20)
-    assert process.returncode == 0, f"the IOC did not stop cleanly ({process.returncode}): {stderr[-2000:]}"
 
 
 @pytest.fixture
@@ -64,53 +44,6 @@ def epics_station(xrdct_ioc, tmp_path):
     return sink, devices
 
 
-def _record(RE, out_dir: Path, plan_for, *, bridge_pv: str | None = None) -> tuple[Path, list, PvaFrameBridge | None]:
-    """Run ``plan_for(frames)`` with a recorder (and the bridge from ``bridge_pv``) on real sockets."""
-    emitted: list = []
-    with (
-        DocumentPublisher(LOOPBACK, block_when_full=True) as documents,
-        FramePublisher(LOOPBACK, block_when_full=True) as frames,
-    ):
-        recorder = RecorderThread(recorder_config(out_dir, documents, frames))
-        bridge, stop, thread, subscriber = None, threading.Event(), None, None
-        tokens = [RE.subscribe(documents), RE.subscribe(lambda name, doc: emitted.append((name, doc)))]
-        try:
-            documents.wait_for_subscribers(1, 10)
-            frames.wait_for_subscribers(1, 10)
-            if bridge_pv is not None:
-                subscriber = DocumentSubscriber(documents.address)
-                bridge = PvaFrameBridge(bridge_pv, "pilatus", documents=subscriber, frames=frames)
-                thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
-                documents.wait_for_subscribers(2, 10)
-                bridge.start()
-                thread.start()
-            plan, tokens_of_plan = plan_for(None if bridge_pv else frames)
-            tokens += tokens_of_plan
-            try:
-                RE(plan)
-            finally:
-                wait_until_closed(recorder.recorder)
-        finally:
-            for token in tokens:
-                RE.unsubscribe(token)
-            stop.set()
-            if thread is not None:
-                thread.join(10)
-                bridge.close()
-                subscriber.close()
-            done = recorder.stop()
-    (path,) = done.files.values()
-    return path, emitted, bridge
-
-
-def _layout(path: Path) -> dict[str, tuple]:
-    found: dict[str, tuple] = {}
-    with h5py.File(path, "r") as file:
-        file.visititems(lambda name, item: found.__setitem__(name, (item.shape, item.dtype.str))
-                        if isinstance(item, h5py.Dataset) else None)  # fmt: skip
-    return found
-
-
 def test_a_zigzag_on_the_epics_station_records_what_the_simulated_station_records(RE, tmp_path, epics_station):
     sink, epics = epics_station
     simulated = sim_xrdct_beamline(preset="tiny")
@@ -125,8 +58,9 @@ def test_a_zigzag_on_the_epics_station_records_what_the_simulated_station_record
         return xrdct_zigzag(epics["pilatus"], epics["translation"], epics["rotation"],
                             **{**kwargs, "shutter": epics["shutter"]}), [RE.subscribe(sink)]  # fmt: skip
 
-    expected_path, _, _ = _record(RE, tmp_path / "simulated", simulated_plan)
-    path, emitted, bridge = _record(RE, tmp_path / "epics", epics_plan, bridge_pv=f"{PREFIX}pilatus:Pva1:Image")
+    expected_path, _, _ = record(RE, tmp_path / "simulated", simulated_plan)
+    path, emitted, (bridge,) = record(RE, tmp_path / "epics", epics_plan,
+                                      bridge_pvs={"pilatus": f"{PREFIX}pilatus:Pva1:Image"})  # fmt: skip
 
     n_frames = N_ANGLES * kwargs["n_translations"]
     assert (bridge.counts.sent, bridge.counts.missing, bridge.counts.invalid) == (n_frames, 0, 0)
@@ -135,10 +69,10 @@ def test_a_zigzag_on_the_epics_station_records_what_the_simulated_station_record
     (resource,) = [doc for name, doc in emitted if name == "stream_resource"]
     assert resource["uri"] == path.as_uri()  # the StreamResource points at the recorded file
     assert [doc for name, doc in emitted if name == "stream_datum"][-1]["indices"]["stop"] == n_frames
-    layout, expected_layout = _layout(path), _layout(expected_path)
+    layout_got, expected_layout = layout(path), layout(expected_path)
     frames_key = "entry/instrument/pilatus/data"
-    assert layout[frames_key] == expected_layout[frames_key] == ((n_frames, *simulated.pilatus.frame_shape), "<i4")
-    missing = {key for key in expected_layout if key.startswith("entry/instrument/pilatus")} - set(layout)
+    assert layout_got[frames_key] == expected_layout[frames_key] == ((n_frames, *simulated.pilatus.frame_shape), "<i4")
+    missing = {key for key in expected_layout if key.startswith("entry/instrument/pilatus")} - set(layout_got)
     assert not missing, f"the EPICS run's file lacks {sorted(missing)}"
     with h5py.File(path, "r") as got, h5py.File(expected_path, "r") as expected:
         # the same pixels, frame by frame: the IOC's detector saw the cell where its axes put it
