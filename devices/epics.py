@@ -262,11 +262,12 @@ class EpicsAreaDetector(StreamingDetector):
                 self._n_frames += made
                 self.num_captured.put(self._n_frames)
                 if error is None and made < acquisition.n_frames:
-                    error = f"{made} of {acquisition.n_frames} frames: {self.message.get(use_monitor=False)}"
+                    error = self.message.get(use_monitor=False)  # the IOC's reason
                 if error is None:
                     status.set_finished()
                 else:
-                    status.set_exception(DeviceError(f"{self.name}: {error}"))
+                    status.set_exception(DeviceError(f"{self.name}: {error}; {made} of {acquisition.n_frames} frames "
+                                                     "made"))  # fmt: skip
 
         def on_state(*, value: str, **_: Any) -> None:
             if value in _DONE_STATES:

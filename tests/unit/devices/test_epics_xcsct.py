@@ -146,12 +146,14 @@ def test_an_ioc_killed_mid_acquisition_fails_the_run_keeps_the_file_and_counts_t
         return xcs_acquire(devices["hexitec"], devices["vertical"], positions=heights, exposure=exposure_s,
                            beam=devices["beam"])  # fmt: skip
 
-    with pytest.raises(FailedStatus):
+    with pytest.raises(FailedStatus) as failed:
         record(RE, tmp_path / "epics", _on_epics(RE, sink, epics, xcs), bridge_pvs=PVS)
     killer.join(10)
     (path,) = (tmp_path / "epics").glob("*.h5")
     made = epics["hexitec"].get_index()  # what the detector said it made before it went
     assert 3000 <= made < n_frames
+    error = str(failed.value.args[0].exception())
+    assert f"hexitec: the IOC was lost mid-acquisition; {made} of {n_frames} frames made" in error
     with h5py.File(path, "r") as file:  # readable, with every frame that left the IOC
         recorded = file["entry/instrument/hexitec/data"].shape[0]
         assert made - 1000 <= recorded <= made  # at most the batch under way when it died

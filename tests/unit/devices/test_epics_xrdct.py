@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from bluesky.utils import FailedStatus
 
-from devices import FrameSink, sim_xrdct_beamline
-from plans import xrdct_zigzag
+from devices import FrameSink, parse_protocol, sim_xrdct_beamline
+from plans import operando_xrdct, xrdct_zigzag
 from streaming.errors import DeviceError
 from tests.unit.devices.sim_station import layout, record, sim_ioc
 
@@ -30,7 +30,7 @@ def xrdct_ioc() -> Iterator[subprocess.Popen]:
 
 @pytest.fixture
 def epics_station(xrdct_ioc, tmp_path):
-    from devices.epics import EpicsAreaDetector, EpicsAxis, EpicsShutter
+    from devices.epics import EpicsAreaDetector, EpicsAxis, EpicsPotentiostat, EpicsShutter
 
     sink = FrameSink(run_directory=tmp_path / "epics")  # for the StreamResource: where the recorder writes
     devices = {
@@ -38,6 +38,7 @@ def epics_station(xrdct_ioc, tmp_path):
         "translation": EpicsAxis(f"{PREFIX}translation", name="translation"),
         "rotation": EpicsAxis(f"{PREFIX}rotation", name="rotation"),
         "shutter": EpicsShutter(f"{PREFIX}shutter:", name="shutter"),
+        "potentiostat": EpicsPotentiostat(f"{PREFIX}potentiostat:", name="potentiostat"),
     }
     for device in devices.values():
         device.wait_for_connection(timeout=30)
@@ -118,3 +119,35 @@ def _open_run(plan, detector):
         yield from plan
 
     return bpp.run_wrapper(inner())
+
+
+def test_the_operando_plan_runs_on_the_epics_station_and_records_the_simulated_runs_layout(
+    RE, tmp_path, epics_station
+):
+    sink, epics = epics_station
+    simulated = sim_xrdct_beamline(preset="tiny", sample_interval_s=1.0)
+    capacity_ah = 0.5 * epics["potentiostat"].limits.max_current_a
+    protocol = parse_protocol("CC charge to 4.2 V at C/10", capacity_ah=capacity_ah)  # longer than two scans
+    scan = {**simulated.zigzag_kwargs(), "n_angles": 2, "angle_range": (0.0, 180.0)}
+
+    def operando(devices):
+        return operando_xrdct(devices["potentiostat"], devices["pilatus"], devices["translation"],
+                              devices["rotation"], protocol=protocol, max_repeats=2,
+                              **{**scan, "shutter": devices["shutter"]})  # fmt: skip
+
+    def simulated_plan(frames):
+        simulated.sink.publisher, simulated.sink.run_directory = frames, tmp_path / "simulated"
+        return operando(vars(simulated)), [RE.subscribe(simulated.sink)]
+
+    expected, _, _ = record(RE, tmp_path / "simulated", simulated_plan)
+    path, emitted, (bridge,) = record(RE, tmp_path / "epics", lambda _: (operando(epics), [RE.subscribe(sink)]),
+                                      bridge_pvs={"pilatus": f"{PREFIX}pilatus:Pva1:Image"})  # fmt: skip
+    assert [doc["exit_status"] for name, doc in emitted if name == "stop"] == ["success"]
+    assert (bridge.counts.sent, bridge.counts.missing) == (2 * 2 * scan["n_translations"], 0)
+    got_layout, expected_layout = layout(path), layout(expected)
+    missing = set(expected_layout) - set(got_layout)
+    assert not missing, f"the EPICS run's file lacks {sorted(missing)}"
+    assert got_layout["entry/instrument/pilatus/data"] == expected_layout["entry/instrument/pilatus/data"]
+    voltages = [doc["data"]["potentiostat_voltage"] for name, doc in emitted
+                if name == "event" and "potentiostat_voltage" in doc["data"]]  # fmt: skip
+    assert len(voltages) > 2 and max(voltages) > min(voltages)  # the IOC's cell charged while it was scanned
