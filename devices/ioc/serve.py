@@ -57,12 +57,13 @@ def _refuse_taken(interface: str, port: int, kind: int, what: str) -> None:
 
 def run_sim_ioc(prefix: str = "OPS:", *, station: str = "xcsct", port: int = 5064, pva_port: int = 5075,
                 pva_broadcast_port: int = 5076, interface: str = "127.0.0.1", speed: float = 1.0,
-                preset: str = "tiny") -> None:  # fmt: skip
+                options: dict[str, Any] | None = None) -> None:  # fmt: skip
     """Serve an end station (:data:`~.stations.STATIONS`) under ``prefix`` until SIGINT or
     SIGTERM: its records on Channel Access (TCP and UDP ``port``), its detectors' frames on PV
     Access (TCP ``pva_port``, searches on UDP ``pva_broadcast_port``).
 
-    ``speed``: the potentiostat's cell seconds per wall second; ``preset``: the XRD-CT simulation's."""
+    ``speed``: the potentiostat's cell seconds per wall second; ``options``: the station's (the
+    XRD-CT simulation's ``preset``, the ``seed``, ...)."""
     from p4p.server import Server  # PV Access only where frames are served
 
     if station not in STATIONS:
@@ -71,8 +72,7 @@ def run_sim_ioc(prefix: str = "OPS:", *, station: str = "xcsct", port: int = 506
     _refuse_taken(interface, pva_port, socket.SOCK_STREAM, "PV Access")
     os.environ.update(ca_environment(port, interface))
     os.environ.update(pva_environment(pva_port, pva_broadcast_port, interface))
-    options = {"preset": preset} if station == "xrdct" else {}
-    ioc = STATIONS[station](prefix, speed=speed, **options)
+    ioc = STATIONS[station](prefix, speed=speed, **(options or {}))
     images = ioc.pva_images()
 
     def interrupt(*_: Any) -> None:

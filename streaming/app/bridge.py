@@ -27,6 +27,7 @@ a socket wants one thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -144,6 +145,7 @@ class PvaFrameBridge:
         self._subscription = None
         self._context = self._queue = None
         self._connected = False
+        self.handled_unique_id = 0  # the last frame whose update was sent or dropped (its batch's last)
 
     @property
     def run_uid(self) -> str | None:
@@ -181,6 +183,8 @@ class PvaFrameBridge:
             return
         if not self._connected:  # a monitor's first update is the PV's value then: an old frame
             self._connected = True
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                self.handled_unique_id = max(self.handled_unique_id, int(value["uniqueId"]))
             return
         try:
             array = NTNDArray.unwrap(value)
@@ -248,6 +252,8 @@ class PvaFrameBridge:
                 dropped = self._waiting.popleft()
                 self._waiting_bytes -= dropped.data.nbytes
                 self._count("dropped_outside_runs", dropped.n_frames)
+            return
+        self.handled_unique_id = max(self.handled_unique_id, update.unique_id + update.n_frames - 1)
 
     def _send(self, run: _Run, update: _Update) -> None:
         if run.offset is None:

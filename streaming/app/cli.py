@@ -178,6 +178,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, help="TOML configuration (see streaming/app/config.py)")
     demo.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
     demo.add_argument("--out", type=Path, help="output folder (default demo-output)")
+    demo.add_argument("--epics", action="store_true", help="through EPICS: the end stations' IOCs ([epics]: "
+                      "simulated unless epics.simulate is false), their frames bridged from PV Access")  # fmt: skip
     demo.add_argument("--no-dashboard", action="store_true", help="do not start the live dashboard")
     demo.add_argument("--dashboard-port", type=int, default=8080, metavar="PORT", help="the dashboard's port "
                       "(default %(default)s; 0: a free one)")  # fmt: skip
@@ -222,6 +224,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="PV Access server port (default: EPICS_PVAS_SERVER_PORT, else 5075); searches on "
                      "EPICS_PVAS_BROADCAST_PORT, else 5076")  # fmt: skip
     ioc.add_argument("--preset", default="tiny", help="the XRD-CT simulation's preset (default %(default)s)")
+    ioc.add_argument("--seed", type=int, default=0, help="the simulated cells' and detectors' seed (default 0)")
+    ioc.add_argument("--occupancy", type=float, default=0.01, help="the HEXITEC's photons per pixel per frame "
+                     "(default %(default)s)")  # fmt: skip
     ioc.add_argument("--interface", default="127.0.0.1", help="address to serve on (default %(default)s)")
     ioc.add_argument("--speed", type=float, default=1.0, help="the cell's seconds per wall second (default "
                      "%(default)s)")  # fmt: skip

@@ -1,4 +1,4 @@
-"""One TOML file configures an experiment: endpoints, recording, XRD-CT, XCS-CT, potentiostat.
+"""One TOML file configures an experiment: endpoints, recording, XRD-CT, XCS-CT, potentiostat, EPICS.
 
 Every section and key has a default (:class:`OperandoConfig`), so an empty file, or none, is
 a valid configuration. A value can be overridden on the command line as ``section.key=value``
@@ -38,6 +38,7 @@ from streaming.wire.transport import DEFAULT_DOCUMENT_ADDRESS, DEFAULT_FRAME_ADD
 __all__ = [
     "BeamlineConfig",
     "EndpointsConfig",
+    "EpicsConfig",
     "LiveConfig",
     "OperandoConfig",
     "PotentiostatConfig",
@@ -176,6 +177,55 @@ class BeamlineConfig:
         return () if self.beam_dump_at_s is None else ((self.beam_dump_at_s, self.beam_dump_s),)
 
 
+STATION_DEVICES = {
+    "xrdct": ("translation", "rotation", "shutter", "beam", "potentiostat", "pilatus"),
+    "xcsct": ("translation", "rotation", "vertical", "shutter", "beam", "potentiostat", "pco", "hexitec"),
+}
+_AXES = ("translation", "rotation", "vertical")  # motor records: the prefix is the record's name
+
+
+@dataclass(frozen=True)
+class EpicsConfig:
+    """Where the end stations' PVs are, for ``operando demo --epics`` (:mod:`devices.epics`).
+
+    Each device's PV prefix is its station's prefix and its name (``XRD:translation``, a motor
+    record; ``XRD:shutter:``, ``XRD:pilatus:`` with ``cam1:`` and ``Pva1:Image`` under it), or
+    what ``pvs`` says: ``"station.device=PREFIX"`` entries (``"xrdct.translation=BL12I-MO-HEX-01:X"``).
+    ``simulate``: serve the stations from simulated IOCs (``operando sim-ioc``, ``speed`` cell
+    seconds per wall second) for the run; false at a beamline. ``capacity_ah``: the cells'
+    nominal capacity, for the protocol's C-rates (0: the simulated cells')."""
+
+    xrdct_prefix: str = "XRD:"
+    xcsct_prefix: str = "XCS:"
+    pvs: tuple[str, ...] = ()
+    simulate: bool = True
+    speed: float = 1.0
+    capacity_ah: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.speed > 0, "epics.speed", f"must be > 0, got {self.speed}")
+        _check(self.capacity_ah >= 0, "epics.capacity_ah", f"must be >= 0 Ah, got {self.capacity_ah}")
+        for station in STATION_DEVICES:
+            prefix = getattr(self, f"{station}_prefix")
+            _check(prefix.strip() == prefix and prefix != "", f"epics.{station}_prefix",
+                   f"must be a PV prefix without spaces, got {prefix!r}")  # fmt: skip
+        for entry in self.pvs:
+            device, sep, prefix = entry.partition("=")
+            station, _, name = device.strip().partition(".")
+            _check(sep and prefix.strip() and name in STATION_DEVICES.get(station, ()), "epics.pvs",
+                   f"{entry!r} is not 'station.device=PREFIX' with a device of "
+                   f"{', '.join(f'{s}.{d}' for s, names in STATION_DEVICES.items() for d in names)}")  # fmt: skip
+
+    def prefix(self, station: str, device: str) -> str:
+        """The PV prefix of ``device`` of ``station`` (see the class docstring)."""
+        for entry in self.pvs:
+            key, _, prefix = entry.partition("=")
+            if key.strip() == f"{station}.{device}":
+                return prefix.strip()
+        base = getattr(self, f"{station}_prefix")
+        return f"{base}{device}" if device in _AXES else f"{base}{device}:"
+
+
 @dataclass(frozen=True)
 class LiveConfig:
     """How the live analyses receive: their buffer, and the frames they missed fetched from
@@ -236,6 +286,7 @@ class OperandoConfig:
     beamline: BeamlineConfig = field(default_factory=BeamlineConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    epics: EpicsConfig = field(default_factory=EpicsConfig)
     out_dir: Path = Path("demo-output")
 
 
@@ -252,6 +303,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
         origin = typing.get_origin(option)
         if origin is tuple:
             item_types = typing.get_args(option)
+            if isinstance(value, list) and item_types[-1:] == (Ellipsis,):  # any length, one type
+                return tuple(_coerce(key, item_types[0], v) for v in value)
             if isinstance(value, list) and len(value) == len(item_types):
                 return tuple(_coerce(key, t, v) for t, v in zip(item_types, value, strict=True))
         elif option is float and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -9,6 +9,7 @@ figures) are. ``operando demo`` prints them with the key numbers.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
@@ -54,36 +55,40 @@ class ExperimentResult:
     elapsed_s: dict[str, float] = field(default_factory=dict)
 
 
-def _xrdct_plan(config: OperandoConfig, sink: FrameSink):
-    beamline = sim_xrdct_beamline(
-        preset=config.xrdct.preset, sink=sink, seed=config.xrdct.seed,
-        sample_interval_s=config.potentiostat.sample_interval_s, beam_dumps=config.beamline.beam_dumps,
-    )  # fmt: skip
-    capacity_ah = beamline.potentiostat.battery.nominal_capacity_ah
-    protocol = parse_protocol(config.potentiostat.protocol, capacity_ah=capacity_ah)
-    kwargs = beamline.zigzag_kwargs(exposure_s=config.xrdct.exposure_s)
-    plan = operando_xrdct(beamline.potentiostat, beamline.pilatus, beamline.translation, beamline.rotation,
-                          protocol=protocol, max_repeats=config.xrdct.n_scans, delay=beamline.delay,
-                          interval_s=config.xrdct.interval_s, **kwargs)  # fmt: skip
-    return beamline, plan
-
-
-def _xcsct_plan(config: OperandoConfig, sink: FrameSink):
-    settings = config.xcsct
-    beamline = sim_xcsct_beamline(sink=sink, occupancy=settings.occupancy, seed=settings.seed, n_z=XCSCT_ROWS,
+def _simulated_beamline(mode: str, config: OperandoConfig, sink: FrameSink) -> Any:
+    if mode == "xrdct":
+        return sim_xrdct_beamline(preset=config.xrdct.preset, sink=sink, seed=config.xrdct.seed,
                                   sample_interval_s=config.potentiostat.sample_interval_s,
                                   beam_dumps=config.beamline.beam_dumps)  # fmt: skip
-    capacity_ah = beamline.potentiostat.battery.nominal_capacity_ah
-    protocol = parse_protocol(config.potentiostat.protocol, capacity_ah=capacity_ah)
-    plan = operando_xcsct(
+    return sim_xcsct_beamline(sink=sink, occupancy=config.xcsct.occupancy, seed=config.xcsct.seed, n_z=XCSCT_ROWS,
+                              sample_interval_s=config.potentiostat.sample_interval_s,
+                              beam_dumps=config.beamline.beam_dumps)  # fmt: skip
+
+
+def _plan(mode: str, config: OperandoConfig, beamline: Any, simulated: Any) -> Any:
+    """``mode``'s operando plan on ``beamline``'s devices (simulated or EPICS), the scan that
+    of ``simulated``'s cell."""
+    protocol = parse_protocol(config.potentiostat.protocol, capacity_ah=_capacity_ah(beamline))
+    if mode == "xrdct":
+        kwargs = {**simulated.zigzag_kwargs(exposure_s=config.xrdct.exposure_s), "shutter": beamline.shutter}
+        return operando_xrdct(beamline.potentiostat, beamline.pilatus, beamline.translation, beamline.rotation,
+                              protocol=protocol, max_repeats=config.xrdct.n_scans, delay=beamline.delay,
+                              interval_s=config.xrdct.interval_s, **kwargs)  # fmt: skip
+    settings = config.xcsct
+    return operando_xcsct(
         beamline.potentiostat, beamline.pco, beamline.hexitec, beamline.rotation, beamline.vertical,
         protocol=protocol, n_projections=settings.n_projections,
-        xcs_positions_mm=beamline.cathode_heights_mm(settings.xcs_positions), xct_exposure=settings.xct_exposure_s,
+        xcs_positions_mm=simulated.cathode_heights_mm(settings.xcs_positions), xct_exposure=settings.xct_exposure_s,
         xcs_exposure=settings.xcs_exposure_s, flats=settings.flats, darks=settings.darks, shutter=beamline.shutter,
         beam=beamline.beam, sample_stage=beamline.translation, out_position=25.0, max_repeats=settings.max_repeats,
         delay=beamline.delay, interval_s=settings.interval_s,
     )  # fmt: skip
-    return beamline, plan
+
+
+def _capacity_ah(beamline: Any) -> float:
+    """The cell's nominal capacity: the simulated potentiostat's cell's, or the EPICS station's."""
+    capacity = getattr(beamline, "nominal_capacity_ah", None)
+    return capacity if capacity is not None else beamline.potentiostat.battery.nominal_capacity_ah
 
 
 def write_xcs_calibration(beamline: Any, folder: Path) -> None:
@@ -110,6 +115,7 @@ def run_experiment(
     table_file: TextIO | None = None,
     run_engine: RunEngine | None = None,
     live_analysis: bool = True,
+    epics: bool = False,
 ) -> ExperimentResult:
     """Run the operando plans of ``modes`` on the simulated end stations, recorded into
     ``config.out_dir`` and analysed live by each mode's :func:`default_analyses`.
@@ -119,7 +125,8 @@ def run_experiment(
     chosen at run time; the analysis of a mode subscribes before its run starts.
     ``progress_file``/``table_file`` receive the progress bar and the potentiostat's live
     table (default: discarded). ``run_engine``: the RunEngine to use (default: a new one).
-    ``live_analysis``: False to record only.
+    ``live_analysis``: False to record only. ``epics``: on the end stations' EPICS IOCs
+    (``config.epics``; :mod:`.epics_station`), their frames bridged from PV Access.
     """
     unknown = set(modes) - set(MODES)
     if unknown:
@@ -145,23 +152,23 @@ def run_experiment(
                 run_engine.subscribe(ScanProgress(file=progress_file or io.StringIO())),
             ]
             for mode in modes:
-                beamline, plan = (_xrdct_plan if mode == "xrdct" else _xcsct_plan)(config, sink)
-                if mode == "xcsct" and live_analysis:
-                    write_xcs_calibration(beamline, calibration_folder(config))
-                analysed = live_analysis and mode in default_analyses(config)
-                # a beam dump suspends the scan, the cell cycling on (the shutter and the ring
-                # current are recorded when a dump is simulated)
-                suspender = suspend_on_beam_loss(beamline.ring.current, shutter=beamline.shutter,
-                                                 keep_running=[beamline.potentiostat],
-                                                 wait=wait_on_simulated_clock(beamline.ring))  # fmt: skip
-                if beamline.ring.dumps:
-                    plan = monitor_during_wrapper(plan, [beamline.ring.current, beamline.shutter.status])
-                run_engine.install_suspender(suspender)
-                try:
+                with contextlib.ExitStack() as station:
+                    if epics:
+                        from .epics_station import epics_station, frames_through_before_close
+
+                        beamline = station.enter_context(epics_station(mode, config, documents, frames, sink))
+                        simulated = beamline.simulated
+                        plan = frames_through_before_close(_plan(mode, config, beamline, simulated), beamline)
+                    else:
+                        beamline = simulated = _simulated_beamline(mode, config, sink)
+                        plan = _plan(mode, config, beamline, simulated)
+                    if mode == "xcsct" and live_analysis and (not epics or config.epics.simulate):
+                        write_xcs_calibration(simulated, calibration_folder(config))
+                    analysed = live_analysis and mode in default_analyses(config)
+                    if beamline.ring is not None:
+                        plan = _suspended_by_beam_loss(plan, beamline, run_engine, station)
                     _run_mode(mode, plan, run_engine, recorder, analysed, config, documents, frames, table_file,
-                              result)  # fmt: skip
-                finally:
-                    run_engine.remove_suspender(suspender)
+                              result, bridges=len(getattr(beamline, "bridges", ())))  # fmt: skip
         finally:
             for token in tokens:
                 run_engine.unsubscribe(token)
@@ -169,6 +176,19 @@ def run_experiment(
             if recorder.stopped_with:
                 logger.warning("the recorder failed to write %d message(s); its log says which", recorder.stopped_with)
     return result
+
+
+def _suspended_by_beam_loss(plan: Any, beamline: Any, run_engine: RunEngine, stack: contextlib.ExitStack) -> Any:
+    """A beam dump suspends the scan, the cell cycling on (the shutter and the ring current are
+    recorded when a dump is simulated); the suspender goes when ``stack`` closes."""
+    suspender = suspend_on_beam_loss(beamline.ring.current, shutter=beamline.shutter,
+                                     keep_running=[beamline.potentiostat],
+                                     wait=wait_on_simulated_clock(beamline.ring))  # fmt: skip
+    run_engine.install_suspender(suspender)
+    stack.callback(run_engine.remove_suspender, suspender)
+    if beamline.ring.dumps:
+        plan = monitor_during_wrapper(plan, [beamline.ring.current, beamline.shutter.status])
+    return plan
 
 
 def _run_mode(  # noqa: PLR0917
@@ -182,10 +202,12 @@ def _run_mode(  # noqa: PLR0917
     frames: FramePublisher,
     table_file: TextIO | None,
     result: ExperimentResult,
+    bridges: int = 0,
 ) -> None:
     """One mode's run, with its analysis process subscribed before the run starts (and, for
     XRD-CT with ``xrdct.workers`` > 1, a frame distributor and that many integration worker
-    processes feeding it patterns)."""
+    processes feeding it patterns). ``bridges``: the document channel's subscribers beside the
+    recorder (an EPICS station's frame bridges)."""
     n_workers = config.xrdct.workers if mode == "xrdct" and analysed else 1
     consumer = helpers = watch = None
     completed = False
@@ -194,7 +216,7 @@ def _run_mode(  # noqa: PLR0917
             watch = _RestartOnce(mode, config, documents.address, frames.address, take_patterns=n_workers > 1)
             consumer = watch.process
             helpers = _start_integration_workers(config, documents, frames, consumer, n_workers)
-            documents.wait_for_subscribers(1 + n_workers + (n_workers > 1), timeout_s=60)
+            documents.wait_for_subscribers(1 + bridges + n_workers + (n_workers > 1), timeout_s=60)
             frames.wait_for_subscribers(2, timeout_s=60)  # the recorder and the analysis (or distributor)
         # the table's lines go above the progress bar, not through it
         write = write_above_bars(table_file) if table_file is not None else io.StringIO().write
@@ -222,7 +244,7 @@ def _run_mode(  # noqa: PLR0917
         if consumer is not None:
             # its unsubscriptions must be counted before the next mode waits for its own
             # consumer, or that wait would count this one's stale subscriptions
-            _wait_for(lambda: documents.n_subscriptions <= 1 and frames.n_subscriptions <= 1, 30,
+            _wait_for(lambda: documents.n_subscriptions <= 1 + bridges and frames.n_subscriptions <= 1, 30,
                       f"the {mode} analysis did not unsubscribe")  # fmt: skip
 
 

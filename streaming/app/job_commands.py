@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -63,11 +64,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         overrides.append(f"out_dir={str(args.out)!r}")
     config = load_config(args.config, overrides)
     config.security.install(args)
+    if args.epics and config.epics.simulate:
+        _loopback_epics()
     modes = MODES if args.mode == "all" else (args.mode,)
     print(f"operando demo {args.mode}: XRD-CT preset {config.xrdct.preset}, output in {config.out_dir}", flush=True)
     dashboard = None if args.no_dashboard else _start_dashboard(config, args.dashboard_port)
     try:
-        result = run_experiment(modes, config, progress_file=None if args.quiet else sys.stderr, table_file=sys.stdout)
+        result = run_experiment(modes, config, progress_file=None if args.quiet else sys.stderr, table_file=sys.stdout,
+                                epics=args.epics)  # fmt: skip
         for mode in modes:
             print(f"\n{mode}: {result.elapsed_s[mode]:.1f} s")
             with RunFileReader(result.run_files[mode]) as reader:
@@ -81,6 +85,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if dashboard is not None:
             dashboard.stop()
     return 0
+
+
+def _loopback_epics() -> None:
+    """Channel Access and PV Access on loopback, where the simulated IOCs serve (the ports: the
+    environment's, else EPICS' defaults), for this process' clients and the IOCs it starts; set
+    before the control layer reads them, at its first channel."""
+    from devices.ioc.serve import ca_environment, pva_environment
+
+    port = int(os.environ.get("EPICS_CA_SERVER_PORT", "5064"))
+    pva_port = int(os.environ.get("EPICS_PVAS_SERVER_PORT", "5075"))
+    broadcast_port = int(os.environ.get("EPICS_PVAS_BROADCAST_PORT", "5076"))
+    os.environ.update({**ca_environment(port), **pva_environment(pva_port, broadcast_port)})
 
 
 def _start_dashboard(config: OperandoConfig, port: int) -> DashboardProcess | None:

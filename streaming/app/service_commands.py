@@ -215,7 +215,8 @@ def cmd_sim_ioc(args: argparse.Namespace) -> int:
                           f"--speed {args.speed}")  # fmt: skip
     run_sim_ioc(args.prefix, station=args.station, port=args.port, pva_port=args.pva_port,
                 pva_broadcast_port=broadcast_port, interface=args.interface, speed=args.speed,
-                preset=args.preset)  # fmt: skip
+                options={"preset": args.preset, "seed": args.seed} if args.station == "xrdct" else {
+                    "seed": args.seed, "occupancy": args.occupancy})  # fmt: skip
     return 0
 
 
