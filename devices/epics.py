@@ -21,12 +21,14 @@ Instantiating these classes needs an EPICS control layer (``pip install pyepics`
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsMotor, EpicsSignal, EpicsSignalRO
 from ophyd.status import Status, SubscriptionStatus
+from ophyd.utils.errors import DisconnectedError
 
 from simulators.clock import WALL_CLOCK
 from streaming.errors import DeviceError
@@ -224,21 +226,16 @@ class EpicsAreaDetector(StreamingDetector):
         self._follow_run()
         status = Status(self)
 
-        def started(*, value: str, **_: Any) -> None:
-            if value == "Acquire":
+        def started(put: Status) -> None:  # the IOC's putter has run: it started the acquisition or refused it
+            state = self.state.get(use_monitor=False)
+            if put.success and state != "Error":
                 status.set_finished()
-            elif value == "Error":
-                status.set_exception(DeviceError(f"{self.name}: the IOC refused the acquisition: {self.message.get()}"))
             else:
-                return
-            self.state.clear_sub(started)
+                status.set_exception(DeviceError(f"{self.name}: the IOC refused the acquisition: "
+                                                 f"{self.message.get(use_monitor=False)}"))  # fmt: skip
 
-        self.state.subscribe(started, run=False)
-        try:
-            self.acquire.put(1)
-        except Exception as refused:  # the IOC's putter raised: the put failed
-            self.state.clear_sub(started)
-            status.set_exception(DeviceError(f"{self.name}: the IOC refused the acquisition: {refused}"))
+        # read in a thread of its own: a Channel Access get inside a CA callback would wait on itself
+        self.acquire.set(1).add_callback(lambda put: threading.Thread(target=started, args=(put,), daemon=True).start())
         return status
 
     def complete(self) -> Status:
@@ -269,9 +266,14 @@ class EpicsAreaDetector(StreamingDetector):
                     status.set_exception(DeviceError(f"{self.name}: {error}; {made} of {acquisition.n_frames} frames "
                                                      "made"))  # fmt: skip
 
+        def check_done() -> None:  # the IOC's state now: the monitor's may be an earlier acquisition's
+            with contextlib.suppress(TimeoutError, DisconnectedError):  # gone: on_connection says so
+                if self.state.get(use_monitor=False) in _DONE_STATES:
+                    end()
+
         def on_state(*, value: str, **_: Any) -> None:
             if value in _DONE_STATES:
-                threading.Thread(target=end, daemon=True).start()  # not in the monitor's thread: it reads
+                threading.Thread(target=check_done, daemon=True).start()  # not in the monitor's thread: it reads
 
         def on_frame(*, value: int, **_: Any) -> None:
             progress.update(frames=int(value), at=WALL_CLOCK.time())

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import h5py
 
@@ -50,6 +51,13 @@ def sim_ioc(station: str, prefix: str, *options: str) -> Iterator[subprocess.Pop
             process.terminate()
         _, stderr = process.communicate(timeout=20)
     assert killed or process.returncode == 0, f"the IOC did not stop cleanly ({process.returncode}): {stderr[-2000:]}"
+
+
+def connected(devices: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+    """``devices``, each connected to its PVs."""
+    for device in devices.values():
+        device.wait_for_connection(timeout=timeout_s)
+    return devices
 
 
 def record(RE, out_dir: Path, plan_for: Callable, *, bridge_pvs: dict[str, str] | None = None,

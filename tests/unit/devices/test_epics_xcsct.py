@@ -17,7 +17,7 @@ from bluesky.utils import FailedStatus
 from devices import FrameSink, parse_protocol, sim_xcsct_beamline
 from plans import operando_xcsct, xcs_acquire, xct_scan
 from tests.conftest import wait_until
-from tests.unit.devices.sim_station import layout, record, sim_ioc
+from tests.unit.devices.sim_station import connected, layout, record, sim_ioc
 
 PREFIX = f"XCSTEST{os.getpid()}:"
 PVS = {"pco": f"{PREFIX}pco:Pva1:Image", "hexitec": f"{PREFIX}hexitec:Pva1:Image"}
@@ -44,9 +44,7 @@ def _epics_station(tmp_path):
         "beam": EpicsBeamShaper(f"{PREFIX}beam:", name="beam"),
         "potentiostat": EpicsPotentiostat(f"{PREFIX}potentiostat:", name="potentiostat"),
     }
-    for device in devices.values():
-        device.wait_for_connection(timeout=30)
-    return sink, devices
+    return sink, connected(devices)
 
 
 def _on_simulated(RE, simulated, out_dir, make_plan):

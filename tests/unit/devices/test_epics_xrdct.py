@@ -16,7 +16,7 @@ from bluesky.utils import FailedStatus
 from devices import FrameSink, parse_protocol, sim_xrdct_beamline
 from plans import operando_xrdct, xrdct_zigzag
 from streaming.errors import DeviceError
-from tests.unit.devices.sim_station import layout, record, sim_ioc
+from tests.unit.devices.sim_station import connected, layout, record, sim_ioc
 
 PREFIX = f"XRDTEST{os.getpid()}:"
 N_ANGLES = 4  # lines of the tiny cell's 64 frames: enough to compare
@@ -40,9 +40,7 @@ def epics_station(xrdct_ioc, tmp_path):
         "shutter": EpicsShutter(f"{PREFIX}shutter:", name="shutter"),
         "potentiostat": EpicsPotentiostat(f"{PREFIX}potentiostat:", name="potentiostat"),
     }
-    for device in devices.values():
-        device.wait_for_connection(timeout=30)
-    return sink, devices
+    return sink, connected(devices)
 
 
 def test_a_zigzag_on_the_epics_station_records_what_the_simulated_station_records(RE, tmp_path, epics_station):

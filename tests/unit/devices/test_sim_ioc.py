@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
@@ -25,9 +24,8 @@ from plans.cycling import run_protocol
 from plans.stubs import close_shutter
 from streaming.errors import LimitError
 from tests import CA_SERVER_PORT
-from tests.conftest import wait_until
+from tests.unit.devices.sim_station import ROOT, sim_ioc
 
-ROOT = Path(__file__).resolve().parents[3]
 PREFIX = f"OPSTEST{os.getpid()}:"
 SPEED = 3600.0  # an hour of the cell a second
 
@@ -38,26 +36,8 @@ def ioc() -> Iterator[subprocess.Popen]:
     (``tests/__init__.py`` points this process' CA client there)."""
     client = {key: value for key, value in ca_environment(CA_SERVER_PORT).items() if key.startswith("EPICS_CA_")}
     assert client.items() <= os.environ.items()
-    command = [sys.executable, "-m", "streaming.app.cli", "sim-ioc", "--prefix", PREFIX, "--port",
-               str(CA_SERVER_PORT), "--speed", str(SPEED)]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
-        # searched for before it listens, a name is looked for again only after libca's back-off
-        wait_until(lambda: process.poll() is not None or _listening(CA_SERVER_PORT), timeout_s=60)
-        assert process.poll() is None, f"the IOC did not start: {process.communicate()[1][-2000:]}"
+    with sim_ioc("xcsct", PREFIX, "--speed", str(SPEED)) as process:
         yield process
-    finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=20)
-    assert process.returncode == 0, f"the IOC did not stop cleanly ({process.returncode}): {stderr[-2000:]}"
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def _connected(device, timeout_s: float = 30.0):
@@ -177,3 +157,14 @@ def test_run_protocol_charges_the_ioc_cell_and_records_its_readings(RE, potentio
     assert max(capacities) == pytest.approx(capacity_ah * 1e3 / 3, rel=0.1)
     assert max(voltages) > min(voltages)
     assert potentiostat.mode.get() == "open_circuit"
+
+
+def test_the_ioc_refuses_a_port_another_server_listens_on():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "streaming.app.cli", "sim-ioc", "--port", str(port)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert f"cannot serve Channel Access on 127.0.0.1:{port}" in done.stderr
