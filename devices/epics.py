@@ -137,7 +137,14 @@ class EpicsPotentiostat(Device):
 
 _NUMPY_TYPES = {"Int8": "i1", "UInt8": "u1", "Int16": "<i2", "UInt16": "<u2", "Int32": "<i4", "UInt32": "<u4",
                 "Int64": "<i8", "UInt64": "<u8", "Float32": "<f4", "Float64": "<f8"}  # fmt: skip
-_DONE_STATES = ("Idle", "Error", "Aborted")
+_ANSWER_S = 10.0  # for the IOC to start or stop an acquisition
+try:
+    from epics.ca import ChannelAccessGetFailure  # pyepics' control layer
+except ImportError:  # caproto's
+    ChannelAccessGetFailure = TimeoutError
+_CA_LOST = (TimeoutError, DisconnectedError, ChannelAccessGetFailure)  # what a get from a gone IOC raises
+_POLL_S = 0.02
+_SET_TIMEOUT_S = 10.0
 
 
 def _table(signal_class: type, suffix: str, **kwargs: Any) -> Cpt:
@@ -163,7 +170,8 @@ class EpicsAreaDetector(StreamingDetector):
     num_images = _table(EpicsSignal, "cam1:NumImages")
     image_mode = _table(EpicsSignal, "cam1:ImageMode", string=True)
     trigger_mode = _table(EpicsSignal, "cam1:TriggerMode", string=True)
-    acquire = _table(EpicsSignal, "cam1:Acquire")
+    acquire = Cpt(EpicsSignal, "cam1:Acquire", kind="omitted")
+    acquiring = Cpt(EpicsSignalRO, "cam1:Acquire_RBV", kind="omitted")
     state = Cpt(EpicsSignalRO, "cam1:DetectorState_RBV", string=True, kind="omitted")
     message = Cpt(EpicsSignalRO, "cam1:StatusMessage_RBV", string=True, kind="omitted")
     images_done = Cpt(EpicsSignalRO, "cam1:NumImagesCounter_RBV", kind="omitted")
@@ -216,92 +224,131 @@ class EpicsAreaDetector(StreamingDetector):
         status = Status(self)
         status.set_finished()
         for signal, setting in settings:
-            status = status & signal.set(setting)
+            status = status & signal.set(setting, timeout=_SET_TIMEOUT_S)
         return status
 
     def kickoff(self) -> Status:
-        """Start the prepared acquisition; the status fails if the IOC refuses it."""
+        """Start the prepared acquisition; the status fails if the IOC refuses it or does not answer.
+
+        ``Acquire`` is put without completion: areaDetector's is a busy record, whose put
+        completes when the acquisition ends, after the move a position-triggered one waits for."""
         if self._prepared is None:
             raise DeviceError(f"{self.name}: kickoff before prepare")
         self._follow_run()
         status = Status(self)
 
-        def started(put: Status) -> None:  # the IOC's putter has run: it started the acquisition or refused it
-            state = self.state.get(use_monitor=False)
-            if put.success and state != "Error":
-                status.set_finished()
-            else:
-                status.set_exception(DeviceError(f"{self.name}: the IOC refused the acquisition: "
-                                                 f"{self.message.get(use_monitor=False)}"))  # fmt: skip
+        def start() -> None:
+            error = None
+            try:
+                self._abort_if_acquiring()  # an acquisition left armed (a failed plan) would take this one's triggers
+                before = self.state.get(use_monitor=False), self.message.get(use_monitor=False)
+                counted = self.array_counter.get(use_monitor=False)
+                self.acquire.put(1, use_complete=False)
+                deadline = WALL_CLOCK.time() + _ANSWER_S
+                while True:
+                    state, message = self.state.get(use_monitor=False), self.message.get(use_monitor=False)
+                    started = self.acquiring.get(use_monitor=False) == 1
+                    if started or self.array_counter.get(use_monitor=False) > counted:  # or already done
+                        break
+                    if state == "Error" and (state, message) != before:
+                        error = f"the IOC refused the acquisition: {message}"
+                        break
+                    if WALL_CLOCK.time() > deadline:
+                        error = f"no answer to Acquire within {_ANSWER_S} s"
+                        break
+                    WALL_CLOCK.sleep(_POLL_S)
+            except _CA_LOST as lost:
+                error = f"the IOC does not answer ({lost})"
+            except Exception as unexpected:  # the status must end whatever happened
+                error = f"{type(unexpected).__name__}: {unexpected}"
+            finally:
+                if error is None:
+                    status.set_finished()
+                else:
+                    status.set_exception(DeviceError(f"{self.name}: {error}"))
 
-        # read in a thread of its own: a Channel Access get inside a CA callback would wait on itself
-        self.acquire.set(1).add_callback(lambda put: threading.Thread(target=started, args=(put,), daemon=True).start())
+        threading.Thread(target=start, name=f"{self.name} kickoff", daemon=True).start()
         return status
 
     def complete(self) -> Status:
-        """Done when the IOC is; fails on fewer frames than prepared, a lost IOC or a stall."""
+        """Done when the IOC is (``Acquire_RBV`` 0); fails on fewer frames than prepared (the
+        IOC's ``StatusMessage_RBV`` says why), a lost IOC, or no frame for ``stall_timeout_s``
+        (then the acquisition is aborted)."""
         acquisition, self._prepared = self._prepared, None
         if acquisition is None:
             raise DeviceError(f"{self.name}: complete before prepare and kickoff")
         status = Status(self)
-        progress = {"frames": -1, "at": WALL_CLOCK.time()}
-        lock = threading.Lock()
+        period_s = acquisition.period_s or acquisition.exposure_s if isinstance(acquisition, TimeTriggered) else \
+            acquisition.exposure_s  # fmt: skip
+        patience_s = max(self.stall_timeout_s, 2 * period_s)
 
-        def end(error: str | None = None, *, ioc_lost: bool = False) -> None:
-            with lock:
-                if status.done:
-                    return
-                for signal, callback in ((self.state, on_state), (self.images_done, on_frame)):
-                    signal.clear_sub(callback)
-                self.images_done.clear_sub(on_connection, event_type="meta")
-                # the frames it made: the IOC says, or, gone, what its counter said last
-                made = max(progress["frames"], 0) if ioc_lost else int(self.images_done.get(use_monitor=False))
+        monitored = {"frames": 0}  # the counter's updates: what the IOC said last, if it goes
+
+        def on_frames(*, value: int, **_: Any) -> None:
+            monitored["frames"] = max(monitored["frames"], int(value))
+
+        def follow() -> None:
+            made, error, last_progress = 0, None, WALL_CLOCK.time()
+            try:
+                while True:
+                    try:
+                        done = self.acquiring.get(use_monitor=False) == 0
+                        now_made = int(self.images_done.get(use_monitor=False))
+                    except _CA_LOST:
+                        error, made = "the IOC was lost mid-acquisition", max(made, monitored["frames"])
+                        break
+                    if now_made != made:
+                        made, last_progress = now_made, WALL_CLOCK.time()
+                    if done:
+                        if made < acquisition.n_frames:
+                            error = self.message.get(use_monitor=False)  # the IOC's reason
+                        break
+                    if WALL_CLOCK.time() - last_progress > patience_s:
+                        self.acquire.put(0, use_complete=False)
+                        error = f"no frame for {patience_s} s: aborted"
+                        break
+                    WALL_CLOCK.sleep(_POLL_S)
+            except Exception as unexpected:  # the status must end whatever happened
+                error = f"{type(unexpected).__name__}: {unexpected}"
+            finally:
+                self.images_done.clear_sub(on_frames)
                 self._n_frames += made
                 self.num_captured.put(self._n_frames)
-                if error is None and made < acquisition.n_frames:
-                    error = self.message.get(use_monitor=False)  # the IOC's reason
                 if error is None:
                     status.set_finished()
                 else:
                     status.set_exception(DeviceError(f"{self.name}: {error}; {made} of {acquisition.n_frames} frames "
                                                      "made"))  # fmt: skip
 
-        def check_done() -> None:  # the IOC's state now: the monitor's may be an earlier acquisition's
-            with contextlib.suppress(TimeoutError, DisconnectedError):  # gone: on_connection says so
-                if self.state.get(use_monitor=False) in _DONE_STATES:
-                    end()
-
-        def on_state(*, value: str, **_: Any) -> None:
-            if value in _DONE_STATES:
-                threading.Thread(target=check_done, daemon=True).start()  # not in the monitor's thread: it reads
-
-        def on_frame(*, value: int, **_: Any) -> None:
-            progress.update(frames=int(value), at=WALL_CLOCK.time())
-
-        def on_connection(*, connected: bool = True, **_: Any) -> None:
-            if not connected:
-                lost = {"error": "the IOC was lost mid-acquisition", "ioc_lost": True}
-                threading.Thread(target=end, kwargs=lost, daemon=True).start()
-
-        def watch() -> None:  # a detector that stops making frames ends the acquisition
-            while not status.done:
-                if WALL_CLOCK.time() - progress["at"] > self.stall_timeout_s:
-                    self.acquire.put(0, use_complete=False)
-                    end(f"no frame for {self.stall_timeout_s} s: aborted")
-                WALL_CLOCK.sleep(0.1)
-
-        self.images_done.subscribe(on_frame, run=False)
-        self.images_done.subscribe(on_connection, event_type="meta", run=False)
-        self.state.subscribe(on_state, run=True)
-        threading.Thread(target=watch, daemon=True, name=f"{self.name} complete").start()
+        self.images_done.subscribe(on_frames, run=False)
+        threading.Thread(target=follow, name=f"{self.name} complete", daemon=True).start()
         return status
+
+    def _abort_if_acquiring(self) -> None:
+        """Abort an acquisition under way and wait until the IOC says it ended."""
+        if self.acquiring.get(use_monitor=False) != 1:
+            return
+        self.acquire.put(0, use_complete=False)
+        deadline = WALL_CLOCK.time() + _ANSWER_S
+        while self.acquiring.get(use_monitor=False) == 1:
+            if WALL_CLOCK.time() > deadline:
+                raise DeviceError(f"{self.name}: the acquisition under way did not stop within {_ANSWER_S} s")
+            WALL_CLOCK.sleep(_POLL_S)
 
     def describe_collect(self) -> dict[str, dict[str, Any]]:
         described = super().describe_collect()
         described[self.image_key]["source"] = f"pva://{self.prefix}Pva1:Image"
         return described
 
+    def unstage(self) -> list[object]:
+        """Abort an acquisition left under way (a plan that failed between kickoff and complete:
+        the RunEngine stops only what was set, not flyers), so it takes no later triggers."""
+        if self.connected:
+            with contextlib.suppress(*_CA_LOST, DeviceError):
+                self._abort_if_acquiring()
+        return super().unstage()
+
     def stop(self, *, success: bool = False) -> None:
-        """Abort an acquisition under way (the RunEngine's stop, abort or pause)."""
+        """Abort an acquisition under way."""
         if self.connected:
             self.acquire.put(0, use_complete=False)

@@ -27,13 +27,17 @@ At a beamline two more parts feed a detector, and the simulation serves them bes
 The pixels come from the project's simulated detectors (:meth:`StreamingDetector.simulate
 <devices.streaming_detector.StreamingDetector.simulate>`), looking at the IOC's own axes, shutter
 and cell. A frame is published when its exposure ends on the wall clock. A trigger position that
-the axis never crossed (it stalled or was stopped first, or it lies in the ramp) ends the
-acquisition in the Error state with the reason in ``StatusMessage_RBV``.
+the axis never crossed at speed (it stalled or was stopped first, or the position lies in the
+ramp or beyond the move) ends the acquisition, after the frames of the positions it did cross,
+in the Error state with the reason in ``StatusMessage_RBV``; so does a failure of the simulator.
+``Acquire`` = 1 during an acquisition is refused (put 0 aborts it: ``Aborted``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -50,13 +54,16 @@ from .axis import AxisIOC
 __all__ = ["MAX_FRAMES", "AreaDetectorIOC", "AxisView", "ShutterView"]
 
 MAX_FRAMES = 100_000  # trigger positions and counter values an acquisition may have
+# areaDetector's, in its order
 DETECTOR_STATES = ("Idle", "Acquire", "Readout", "Correct", "Saving", "Aborting", "Error", "Waiting",
-                   "Initializing", "Disconnected", "Aborted")  # fmt: skip (areaDetector's, in its order)
+                   "Initializing", "Disconnected", "Aborted")  # fmt: skip
 IMAGE_MODES = ("Single", "Multiple", "Continuous")
 TRIGGER_MODES = ("Internal", "External")
+# NDDataType_t, in its order
 DATA_TYPES = ("Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float32",
-              "Float64")  # fmt: skip (NDDataType_t, in its order)
+              "Float64")  # fmt: skip
 _POLL_S = 0.005
+logger = logging.getLogger(__name__)
 _ONE_CLIENT = {"max_subscription_backlog": 4}  # long tables a plan writes, nobody monitors
 
 
@@ -167,7 +174,7 @@ class AreaDetectorIOC(PVGroup):
                 self._task.cancel()
             return 0
         if self._task is not None and not self._task.done():
-            return 1  # already acquiring, as areaDetector
+            raise ValueError(f"{self.prefix}: already acquiring (put 0 to abort it first)")
         try:
             acquisition = self._acquisition()
         except ValueError as refused:
@@ -199,12 +206,11 @@ class AreaDetectorIOC(PVGroup):
             raise ValueError(f"{self.prefix}attr: {len(names)} index names, {len(values)} values")
         indices = {name: int(v) for name, v in zip(names, values, strict=False)}
         counter = self.counter.value.strip() or "frame"
-        counted = list(self.counter_values.value)
-        counted = counted if len(counted) == n else list(range(n))
-        if self.trigger_mode.value == "Internal":
-            if counted != list(range(n)):
-                raise ValueError(f"{self.prefix}: internal triggers number the frames 0, 1, 2, ...")
+        if self.trigger_mode.value == "Internal":  # its frames are numbered 0, 1, 2, ...
             return TimeTriggered(n, exposure, max(period, exposure), indices=indices, counter=counter)
+        counted = list(self.counter_values.value)
+        if len(counted) != n:
+            raise ValueError(f"{self.prefix}attr:COUNTER_VALUES: {len(counted)} values for {n} images")
         axis = self.axes.get(self.trigger_axis.value.strip())
         if axis is None:
             raise ValueError(f"{self.prefix}trig:AXIS: no axis {self.trigger_axis.value!r} (of {sorted(self.axes)})")
@@ -217,12 +223,15 @@ class AreaDetectorIOC(PVGroup):
         loop = asyncio.get_running_loop()
         made, end_state, message = 0, "Idle", "Done"
         try:
-            times = await self._trigger_times(acquisition, armed_at)
-            frames = self.source.simulate(acquisition, times)
-            while made < acquisition.n_frames:
+            times, missed = await self._trigger_times(acquisition, armed_at)
+            if len(times) < acquisition.n_frames:  # the frames of the positions the move crosses, then the error
+                acquisition = dataclasses.replace(acquisition, positions=acquisition.positions[: len(times)],
+                                                  counter_values=acquisition.counter_values[: len(times)])  # fmt: skip
+            frames = self.source.simulate(acquisition, times) if len(times) else iter(())
+            while made < len(times):
                 record = await loop.run_in_executor(None, next, frames, None)  # pixels off the event loop
                 if record is None:
-                    break
+                    raise RuntimeError(f"the simulator made {made} of {len(times)} frames")
                 if self.batches and np.ndim(record[3]) > 0:
                     await self._post_batch(record, acquisition)
                     made += len(record[3])
@@ -234,37 +243,48 @@ class AreaDetectorIOC(PVGroup):
                     await self._post(data, positions, indices, stamp)
                     made += 1
                     await self.images_done.write(made)
-        except _MissedTriggerError as missed:
-            end_state, message = "Error", str(missed)
+            if missed:
+                raise _MissedTriggerError(missed)
+        except _MissedTriggerError as missed_trigger:
+            end_state, message = "Error", str(missed_trigger)
         except asyncio.CancelledError:
-            end_state, message = "Aborted", f"aborted after {made} of {acquisition.n_frames} frames"
+            end_state, message = "Aborted", f"aborted after {made} frames"
+        except Exception as failure:  # the detector's fault, said where a client looks: the state and message
+            logger.exception("%s: acquisition failed", self.prefix)
+            end_state, message = "Error", f"{type(failure).__name__}: {failure}"
         finally:
             await self.message.write(message[:255])
             await self.state.write(end_state)
             await self.acquiring.write(0)
             await self.acquire.write(0, verify_value=False)
 
-    async def _trigger_times(self, acquisition: TimeTriggered | PositionTriggered, armed_at: float) -> np.ndarray:
-        """When each frame starts: on the detector's clock, or where the move crosses each position."""
+    async def _trigger_times(self, acquisition: TimeTriggered | PositionTriggered,
+                             armed_at: float) -> tuple[np.ndarray, str | None]:  # fmt: skip
+        """When each frame starts: on the detector's clock, or where the move (the first after
+        arming) crosses each position, up to the first it cannot cross at speed (and why not)."""
         if isinstance(acquisition, TimeTriggered):
-            return armed_at + acquisition.period_s * np.arange(acquisition.n_frames)
+            return armed_at + acquisition.period_s * np.arange(acquisition.n_frames), None
         axis = acquisition.axis
         while (move := axis.last_trajectory) is None or move.start_time < armed_at:
             await asyncio.sleep(_POLL_S)  # armed: the triggers come with the next move
-        try:
-            return np.array([move.time_at(p) for p in acquisition.positions])
-        except ValueError as error:
-            raise _MissedTriggerError(f"{axis.name}: trigger missed, {error}") from None
+        times: list[float] = []
+        for position in acquisition.positions:
+            try:
+                times.append(move.time_at(position))
+            except ValueError as error:
+                return np.array(times), f"{axis.name}: trigger missed, {error}"
+        return np.array(times), None
 
     async def _wait_for_trigger(self, acquisition: TimeTriggered | PositionTriggered, stamp: float) -> None:
-        """Until the axis has been seen past the frame's trigger time; ``_MissedTriggerError`` if its move
-        ended (a stall, a stop) before it."""
+        """Until the axis has been seen past the frame's trigger time; ``_MissedTriggerError`` if its
+        move ended (a stall, a stop) or gave way to another before it."""
         if not isinstance(acquisition, PositionTriggered):
             return
         axis = acquisition.axis.ioc
-        while axis.checked_until < stamp and axis.ended_at == math.inf:
+        move = axis.last_trajectory
+        while axis.checked_until < stamp and axis.ended_at == math.inf and axis.last_trajectory is move:
             await asyncio.sleep(_POLL_S)
-        if stamp > axis.ended_at:
+        if stamp > axis.ended_at or axis.last_trajectory is not move:
             where = axis.fields.user_readback_value.value
             raise _MissedTriggerError(f"{acquisition.axis.name} stopped at {where:.4f} before its remaining trigger "
                                       "positions")  # fmt: skip

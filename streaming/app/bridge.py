@@ -184,7 +184,7 @@ class PvaFrameBridge:
         if not self._connected:  # a monitor's first update is the PV's value then: an old frame
             self._connected = True
             with contextlib.suppress(KeyError, TypeError, ValueError):
-                self.handled_unique_id = max(self.handled_unique_id, int(value["uniqueId"]))
+                self._handled(int(value["uniqueId"]))
             return
         try:
             array = NTNDArray.unwrap(value)
@@ -253,7 +253,11 @@ class PvaFrameBridge:
                 self._waiting_bytes -= dropped.data.nbytes
                 self._count("dropped_outside_runs", dropped.n_frames)
             return
-        self.handled_unique_id = max(self.handled_unique_id, update.unique_id + update.n_frames - 1)
+        self._handled(update.unique_id + update.n_frames - 1)
+
+    def _handled(self, unique_id: int) -> None:
+        with self._counts_lock:  # p4p's thread and the bridge's both hand frames on
+            self.handled_unique_id = max(self.handled_unique_id, unique_id)
 
     def _send(self, run: _Run, update: _Update) -> None:
         if run.offset is None:
@@ -266,20 +270,22 @@ class PvaFrameBridge:
             run.offset, seq = run.last_seq + 1 - update.unique_id, run.last_seq + 1
         elif seq > run.last_seq + 1:
             self._count("missing", seq - run.last_seq - 1)
-        n = update.n_frames
-        batch = {} if update.counter is None else {
+        n, data = update.n_frames, update.data
+        batch = {} if n == 1 else {
             "n_frames": n, "counter": update.counter,
             "timestamps": tuple((update.timestamp + update.period_s * np.arange(n)).tolist())}  # fmt: skip
+        if update.counter is not None and n == 1:  # a batch of one is a frame
+            data = data[0]
         header = FrameHeader(run_uid=run.uid, stream=self.stream, seq=seq, timestamp=update.timestamp,
-                             dtype=update.data.dtype.str, shape=update.data.shape, positions=update.positions,
+                             dtype=data.dtype.str, shape=data.shape, positions=update.positions,
                              indices=update.indices, **batch)  # fmt: skip
+        run.last_seq = seq + n - 1
         try:
-            self.frames.send(header, update.data)
+            self.frames.send(header, data)
         except (FrameDecodeError, ValueError, TypeError) as refused:  # a dtype or header the channel does not carry
-            self._count("invalid")
+            self._count("invalid", n)
             logger.warning("bridge %s: frame %d not sent: %s", self.pv, update.unique_id, refused)
             return
-        run.last_seq = seq + n - 1
         self._count("sent", n)
 
     def close(self) -> None:
@@ -304,4 +310,7 @@ def run_bridges(bridges: list[PvaFrameBridge], stop: threading.Event, poll_s: fl
     wait_s = poll_s / max(len(bridges), 1)
     while not stop.is_set():
         for bridge in bridges:
-            bridge.step(wait_s)
+            try:
+                bridge.step(wait_s)
+            except Exception:  # one bad step must not end the detectors' frames: said, and on
+                logger.exception("bridge %s: a step failed", bridge.pv)

@@ -205,6 +205,8 @@ class EpicsConfig:
     def __post_init__(self) -> None:
         _check(self.speed > 0, "epics.speed", f"must be > 0, got {self.speed}")
         _check(self.capacity_ah >= 0, "epics.capacity_ah", f"must be >= 0 Ah, got {self.capacity_ah}")
+        _check(self.simulate or self.capacity_ah > 0, "epics.capacity_ah", "give the cell's nominal capacity (Ah) "
+               "when epics.simulate is false: the protocol's C-rates are currents of it")  # fmt: skip
         for station in STATION_DEVICES:
             prefix = getattr(self, f"{station}_prefix")
             _check(prefix.strip() == prefix and prefix != "", f"epics.{station}_prefix",

@@ -10,6 +10,7 @@ beamlines' (:mod:`devices.beamline`), so the main job builds the same plans on i
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -30,6 +31,8 @@ from .bridge import PvaFrameBridge, run_bridges
 from .config import STATION_DEVICES, OperandoConfig
 
 __all__ = ["EpicsStation", "epics_station", "frames_through_before_close"]
+
+logger = logging.getLogger(__name__)
 
 _DETECTORS = ("pilatus", "pco", "hexitec")
 _IOC_START_S = 120.0
@@ -54,6 +57,19 @@ class EpicsStation:
         except KeyError:
             raise AttributeError(name) from None
 
+    @contextlib.contextmanager
+    def bridging(self) -> Iterator[None]:
+        """The bridges send their frames for the block (a run), in a thread of their own: the
+        frame channel's socket is theirs meanwhile, and the caller's again after."""
+        stop = threading.Event()
+        thread = threading.Thread(target=run_bridges, args=(self.bridges, stop), name="bridges", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(30)
+
 
 def _start_ioc(mode: str, config: OperandoConfig) -> subprocess.Popen:
     """``operando sim-ioc`` for ``mode``'s station, once it serves (its first line)."""
@@ -63,11 +79,14 @@ def _start_ioc(mode: str, config: OperandoConfig) -> subprocess.Popen:
                getattr(config.epics, f"{mode}_prefix"), "--speed", str(config.epics.speed), *options]  # fmt: skip
     with open(os.path.join(config.out_dir, f"sim-ioc-{mode}.log"), "w") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
-    line = process.stdout.readline()  # it prints one line once it answers
-    if process.poll() is not None or not line.startswith("serving"):
-        process.wait(10)
-        raise DeviceError(f"the simulated {mode} IOC did not start (exit {process.returncode}): see "
-                          f"{config.out_dir}/sim-ioc-{mode}.log")  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+    reader.start()  # it prints one line once it answers
+    reader.join(_IOC_START_S)
+    if process.poll() is not None or not lines or not lines[0].startswith("serving"):
+        _stop(process)
+        raise DeviceError(f"the simulated {mode} IOC did not start within {_IOC_START_S} s (exit "
+                          f"{process.returncode}): see {config.out_dir}/sim-ioc-{mode}.log")  # fmt: skip
     return process
 
 
@@ -99,34 +118,32 @@ def _devices(mode: str, config: OperandoConfig, sink: FrameSink) -> dict[str, An
 def epics_station(mode: str, config: OperandoConfig, documents: DocumentPublisher, frames: FramePublisher,
                   sink: FrameSink) -> Iterator[EpicsStation]:  # fmt: skip
     """``mode``'s end station on EPICS for the block (see the module docstring): its IOC started
-    if simulated, its devices connected, its detectors' frames bridged onto ``frames`` in the runs
-    of ``documents``; all stopped when the block ends."""
+    if simulated, its devices connected, its detectors' bridges subscribed to ``documents`` and
+    sending onto ``frames`` while a run is under :meth:`EpicsStation.bridging`; all stopped when
+    the block ends."""
     if config.beamline.beam_dump_at_s is not None:
         raise ConfigError("beamline.beam_dump_at_s: a simulated beam dump needs the simulated beamline, not --epics")
     with contextlib.ExitStack() as stack:
         if config.epics.simulate:
             stack.callback(_stop, _start_ioc(mode, config))
-        # the simulated cell's beamline: the scan of its grid (the preset's), its cell's capacity,
-        # the HEXITEC's calibration (at a beamline: its own, in xcsct.calibration_dir)
+        # the simulated cell's beamline: the scan of its grid (the preset's), its cell's capacity
+        # (with simulated IOCs), the HEXITEC's calibration (at a beamline: xcsct.calibration_dir)
         simulated = sim_xrdct_beamline(preset=config.xrdct.preset, seed=config.xrdct.seed) if mode == "xrdct" else \
             sim_xcsct_beamline(seed=config.xcsct.seed, occupancy=config.xcsct.occupancy, n_z=XCSCT_ROWS)  # fmt: skip
         devices = _devices(mode, config, sink)
+        for device in devices.values():
+            stack.callback(device.destroy)  # its channels and monitors go with the station
         capacity_ah = config.epics.capacity_ah or simulated.potentiostat.battery.nominal_capacity_ah
         station = EpicsStation(devices, ClockDelay(name="delay"), capacity_ah, simulated)
-        stop = threading.Event()
         for name in _DETECTORS:
             if name in devices:
                 subscriber = stack.enter_context(DocumentSubscriber(documents.address))
                 station.bridges.append(PvaFrameBridge(f"{devices[name].prefix}Pva1:Image", name, documents=subscriber,
                                                       frames=frames))  # fmt: skip
                 stack.callback(station.bridges[-1].close)
+        documents.wait_for_subscribers(1 + len(station.bridges), timeout_s=60)  # the recorder's and theirs
         for bridge in station.bridges:
             bridge.start()
-        thread = threading.Thread(target=run_bridges, args=(station.bridges, stop), name=f"{mode} bridges",
-                                  daemon=True)  # fmt: skip
-        thread.start()
-        stack.callback(thread.join, 30)
-        stack.callback(stop.set)
         yield station
 
 
@@ -150,15 +167,22 @@ def frames_through_before_close(plan: Any, station: EpicsStation, timeout_s: flo
     pairs = [(bridge, station.devices[bridge.stream]) for bridge in station.bridges]
 
     def through() -> bool:
-        return all(bridge.handled_unique_id >= detector.array_counter.get() for bridge, detector in pairs)
+        try:
+            return all(bridge.handled_unique_id >= detector.array_counter.get() for bridge, detector in pairs)
+        except Exception:  # the IOC is gone (whatever the control layer raises then): no more frames will come
+            return True
 
     def before_close(msg: Any) -> tuple[Any, None]:
-        if msg.command != "close_run":
-            return None, None
+        if msg.command != "close_run" or msg.kwargs.get("exit_status", "success") != "success":
+            return None, None  # a failed run closes at once: its error must not wait for frames
 
         def wait_then_close() -> Any:
             deadline = time.monotonic() + timeout_s
-            while not through() and time.monotonic() < deadline:
+            while not through():
+                if time.monotonic() > deadline:
+                    logger.warning("the run closes without the frames its detectors made in the last %.0f s: the "
+                                   "bridges did not have them", timeout_s)  # fmt: skip
+                    break
                 yield from bps.sleep(0.05)
             return (yield msg)
 

@@ -168,7 +168,8 @@ def run_experiment(
                     if beamline.ring is not None:
                         plan = _suspended_by_beam_loss(plan, beamline, run_engine, station)
                     _run_mode(mode, plan, run_engine, recorder, analysed, config, documents, frames, table_file,
-                              result, bridges=len(getattr(beamline, "bridges", ())))  # fmt: skip
+                              result, bridges=len(getattr(beamline, "bridges", ())),
+                              during_run=beamline.bridging if epics else contextlib.nullcontext)  # fmt: skip
         finally:
             for token in tokens:
                 run_engine.unsubscribe(token)
@@ -203,11 +204,13 @@ def _run_mode(  # noqa: PLR0917
     table_file: TextIO | None,
     result: ExperimentResult,
     bridges: int = 0,
+    during_run: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> None:
     """One mode's run, with its analysis process subscribed before the run starts (and, for
     XRD-CT with ``xrdct.workers`` > 1, a frame distributor and that many integration worker
     processes feeding it patterns). ``bridges``: the document channel's subscribers beside the
-    recorder (an EPICS station's frame bridges)."""
+    recorder (an EPICS station's frame bridges); ``during_run``: a context to run the plan in (their
+    sending)."""
     n_workers = config.xrdct.workers if mode == "xrdct" and analysed else 1
     consumer = helpers = watch = None
     completed = False
@@ -225,7 +228,8 @@ def _run_mode(  # noqa: PLR0917
         tokens = [run_engine.subscribe(table), *([run_engine.subscribe(watch)] if watch is not None else [])]
         started = time.monotonic()
         try:
-            (uid,) = run_engine(plan)
+            with during_run():
+                (uid,) = run_engine(plan)
         finally:
             for token in tokens:
                 run_engine.unsubscribe(token)

@@ -7,6 +7,7 @@ import contextlib
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,19 +39,27 @@ def sim_ioc(station: str, prefix: str, *options: str) -> Iterator[subprocess.Pop
     (unless the test killed it)."""
     command = [sys.executable, "-m", "streaming.app.cli", "sim-ioc", "--station", station, "--prefix", prefix,
                "--port", str(CA_SERVER_PORT), "--pva-port", str(PVA_SERVER_PORT), *options]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tempfile.TemporaryFile("w+")  # not a pipe: nobody reads it while the IOC runs, and a full one blocks it
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         # listening on both: a name searched for before it answers is looked for again only after a back-off
         serving = (CA_SERVER_PORT, PVA_SERVER_PORT)
         wait_until(lambda: process.poll() is not None or all(map(listening, serving)), timeout_s=60)
-        assert process.poll() is None, f"the IOC did not start: {process.communicate()[1][-2000:]}"
+        assert process.poll() is None, f"the IOC did not start: {_printed(log)}"
         yield process
     finally:
         killed = process.poll() is not None
         if not killed:
             process.terminate()
-        _, stderr = process.communicate(timeout=20)
-    assert killed or process.returncode == 0, f"the IOC did not stop cleanly ({process.returncode}): {stderr[-2000:]}"
+        process.wait(timeout=20)
+    printed = _printed(log)
+    log.close()
+    assert killed or process.returncode == 0, f"the IOC did not stop cleanly ({process.returncode}): {printed}"
+
+
+def _printed(log) -> str:
+    log.seek(0)
+    return log.read()[-2000:]
 
 
 def connected(devices: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
