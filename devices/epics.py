@@ -188,9 +188,10 @@ class EpicsAreaDetector(StreamingDetector):
     counter_values = _table(EpicsSignal, "attr:COUNTER_VALUES")
 
     def __init__(self, prefix: str = "", *, name: str, sink: FrameSink, stall_timeout_s: float = 10.0,
-                 **kwargs: Any) -> None:  # fmt: skip
+                 external_trigger_mode: str = "External", **kwargs: Any) -> None:  # fmt: skip
         super().__init__(prefix, name=name, sink=sink, clock=WALL_CLOCK, **kwargs)
         self.stall_timeout_s = stall_timeout_s
+        self.external_trigger_mode = external_trigger_mode  # the driver's name for it (a Pilatus': "Ext. Trigger")
         self._prepared: Acquisition | None = None
 
     @property
@@ -217,7 +218,7 @@ class EpicsAreaDetector(StreamingDetector):
             settings += [(self.trigger_mode, "Internal"), (self.acquire_period, value.period_s or value.exposure_s),
                          (self.counter_values, [0])]  # fmt: skip
         else:
-            settings += [(self.trigger_mode, "External"), (self.trigger_axis, value.axis.prefix),
+            settings += [(self.trigger_mode, self.external_trigger_mode), (self.trigger_axis, value.axis.prefix),
                          (self.trigger_positions, list(value.positions)),
                          (self.counter_values, list(value.counter_values))]  # fmt: skip
         self._prepared = value

@@ -63,7 +63,8 @@ def run_sim_ioc(prefix: str = "OPS:", *, station: str = "xcsct", port: int = 506
     Access (TCP ``pva_port``, searches on UDP ``pva_broadcast_port``).
 
     ``speed``: the potentiostat's cell seconds per wall second; ``options``: the station's (the
-    XRD-CT simulation's ``preset``, the ``seed``, ...)."""
+    XRD-CT simulation's ``preset``, the ``seed``, ...). A TCP port another server listens on is
+    refused (:class:`ConfigError`) before anything is served."""
     from p4p.server import Server  # PV Access only where frames are served
 
     if station not in STATIONS:

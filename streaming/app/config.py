@@ -211,6 +211,8 @@ class EpicsConfig:
             prefix = getattr(self, f"{station}_prefix")
             _check(prefix.strip() == prefix and prefix != "", f"epics.{station}_prefix",
                    f"must be a PV prefix without spaces, got {prefix!r}")  # fmt: skip
+        _check(not (self.simulate and self.pvs), "epics.pvs", "the simulated IOCs serve each device under its "
+               "station's prefix: give pvs with epics.simulate = false")  # fmt: skip
         for entry in self.pvs:
             device, sep, prefix = entry.partition("=")
             station, _, name = device.strip().partition(".")

@@ -61,3 +61,21 @@ def test_a_missing_file_and_a_bad_override_are_named(tmp_path):
         load_config(None, ["xrdct.preset"])
     with pytest.raises(ConfigError, match=r"xcsct\.flats: must be >= 0"):
         load_config(None, ["xcsct.flats=-1"])
+
+
+def test_the_epics_section_names_every_device_pv_and_refuses_what_cannot_work(tmp_path):
+    config = load_config(None, [])
+    assert config.epics.prefix("xrdct", "translation") == "XRD:translation"  # a motor record: the record's name
+    assert config.epics.prefix("xcsct", "hexitec") == "XCS:hexitec:"  # cam1:, Pva1:Image under it
+    path = tmp_path / "beamline.toml"
+    path.write_text('[epics]\nsimulate = false\ncapacity_ah = 0.6\npvs = ["xrdct.translation=BL12I-MO-HEX-01:X"]\n')
+    beamline = load_config(path).epics
+    assert beamline.prefix("xrdct", "translation") == "BL12I-MO-HEX-01:X"
+    assert beamline.prefix("xrdct", "rotation") == "XRD:rotation"
+    for overrides, message in (
+        (["epics.pvs=['xrdct.hexitec=X:']", "epics.simulate=false", "epics.capacity_ah=1"], "not 'station.device="),
+        (["epics.simulate=false"], "epics.capacity_ah: give the cell's nominal capacity"),
+        (["epics.pvs=['xrdct.translation=X:']"], "epics.pvs: the simulated IOCs serve"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, overrides)
