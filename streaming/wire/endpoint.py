@@ -21,11 +21,14 @@ each (one I/O thread each) unless the caller passes one, and then the caller ter
 
 from __future__ import annotations
 
+import atexit
 import logging
 import time
+import weakref
 from typing import Any
 
 import zmq
+import zmq.utils.garbage  # registers pyzmq's exit hook before ours: see _close_at_exit
 
 from streaming.errors import ConfigError, HandshakeTimeoutError, MessageDecodeError
 
@@ -82,8 +85,11 @@ class Endpoint:
                 raise
             raise ConfigError(f"endpoint {address!r}: cannot {'bind' if bind else 'connect'} ({exc})") from exc
         self.bound = bind
+        if self._owned_context is not None:  # a publisher's: it sends zero-copy
+            _close_at_exit(self)
 
     def _release(self, linger_ms: int | None) -> None:
+        _OPEN.discard(self)
         self.socket.close(linger=linger_ms)
         if self._curve is not None:  # its ZAP handler's sockets go before the context ends
             self._curve.close()
@@ -120,6 +126,27 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.address!r}, bound={self.bound})"
+
+
+# A publisher never closed (a script's) is closed at interpreter exit, its queued
+# messages given their linger to leave. It must close before pyzmq's own exit hook stops the
+# thread that keeps zero-copy messages' arrays alive: after that, sending them made libzmq abort
+# ("Bad address (src/tcp.cpp:227)"). Hooks run last registered first, and pyzmq registers its
+# hook on importing zmq.utils.garbage, done above, before this module registers its own.
+_OPEN: weakref.WeakSet[Endpoint] = weakref.WeakSet()
+_exit_hook: list[bool] = []
+
+
+def _close_at_exit(endpoint: Endpoint) -> None:
+    _OPEN.add(endpoint)
+    if not _exit_hook:
+        atexit.register(_close_open_endpoints)
+        _exit_hook.append(True)
+
+
+def _close_open_endpoints() -> None:
+    for endpoint in list(_OPEN):
+        endpoint.close()
 
 
 def deadline_remaining_ms(deadline: float | None) -> int | None:

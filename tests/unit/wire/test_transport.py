@@ -245,3 +245,34 @@ def test_malformed_messages_are_rejected_counted_and_the_next_good_one_arrives(r
     np.testing.assert_array_equal(frame.data, _GOOD)
     assert subscriber.rejections.by_field[field] == before + 1
     assert subscriber.rejections.last_error.startswith(f"{field}: ")
+
+
+_UNCLOSED_PUBLISHER = """
+import sys, numpy as np
+from streaming.wire.transport import FramePublisher
+frames = FramePublisher("tcp://127.0.0.1:0", block_when_full=True)
+print(frames.address, flush=True)
+frames.wait_for_subscribers(1, 30)
+for i in range(40):  # zero-copy sends of arrays nobody else holds
+    frames.publish("pilatus", np.full((512, 512), i, np.int32), run_uid="script", indices={"i": i})
+# the end of the script: the publisher is never closed
+"""
+
+
+def test_a_script_that_never_closes_its_publisher_exits_cleanly_and_its_frames_arrive():
+    """An unclosed publisher is closed at interpreter exit, its queued zero-copy frames sent
+    before teardown frees their arrays (libzmq aborted with "Bad address" before)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = subprocess.Popen([sys.executable, "-c", _UNCLOSED_PUBLISHER], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[3])  # fmt: skip
+    address = script.stdout.readline().strip()
+    with FrameSubscriber(address) as receiver:
+        received = []
+        while len(received) < 40 and (frame := receiver.recv(timeout_s=20)) is not None:
+            received.append(int(frame.data[0, 0]))
+    _, stderr = script.communicate(timeout=60)
+    assert script.returncode == 0, stderr[-2000:]
+    assert received == list(range(40))
